@@ -1,0 +1,251 @@
+"""The JetStream event store and the bootstrap of every stream and bucket the engine uses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.kv import KeyValue
+
+from engine.errors import ConcurrencyConflict, StoreUnavailable
+from engine.settings import Settings
+from engine.store import Handler, Recorded, recorded_from
+from engine.subjects import (
+    KEYS_BUCKET,
+    LOG_STREAM,
+    META_BUCKET,
+    WORK_STREAM,
+    job_filter,
+    job_subject,
+    partition_of,
+    partition_subjects,
+    stream_name,
+)
+from schemas.events import AnyJobEvent, encode_event, event_type
+
+WRONG_LAST_SEQUENCE = 10071
+DAY = 86_400.0
+APPEND_TRIES = 5
+
+
+class Bootstrap(msgspec.Struct, frozen=True, kw_only=True):
+    """Deployment facts fixed at first start and kept in the metadata bucket."""
+
+    partitions: int
+
+
+async def bootstrap(js: JetStreamContext, settings: Settings) -> Bootstrap:
+    """Create (or adopt) the metadata bucket, event streams, work queue and log stream."""
+    replicas = settings.effective_replicas
+    meta = await _bucket(js, META_BUCKET, replicas)
+    boot = Bootstrap(partitions=settings.partitions)
+    try:
+        await meta.create("bootstrap", msgspec.json.encode(boot))
+    except nats.js.errors.KeyWrongLastSequenceError:
+        entry = await meta.get("bootstrap")
+        assert entry.value is not None
+        boot = msgspec.json.decode(entry.value, type=Bootstrap)
+    await _bucket(js, KEYS_BUCKET, replicas)
+    for p in range(boot.partitions):
+        await _stream(
+            js,
+            StreamConfig(
+                name=stream_name(p),
+                subjects=[partition_subjects(p)],
+                retention=RetentionPolicy.LIMITS,
+                max_age=settings.event_max_age_days * DAY,
+                max_bytes=settings.event_max_bytes,
+                storage=StorageType.FILE,
+                num_replicas=replicas,
+                duplicate_window=120.0,
+                allow_direct=True,
+                discard=DiscardPolicy.OLD,
+            ),
+        )
+    await _stream(
+        js,
+        StreamConfig(
+            name=WORK_STREAM,
+            subjects=["chaser.work.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            duplicate_window=600.0,
+        ),
+    )
+    await _stream(
+        js,
+        StreamConfig(
+            name=LOG_STREAM,
+            subjects=["chaser.logs.>"],
+            retention=RetentionPolicy.LIMITS,
+            max_age=settings.log_max_age_days * DAY,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            allow_direct=True,
+        ),
+    )
+    return boot
+
+
+async def _bucket(js: JetStreamContext, name: str, replicas: int) -> KeyValue:
+    try:
+        return await js.key_value(name)
+    except nats.js.errors.BucketNotFoundError:
+        return await js.create_key_value(
+            KeyValueConfig(bucket=name, history=1, replicas=replicas, storage=StorageType.FILE)
+        )
+
+
+async def _stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.BadRequestError:
+        # Exists with other settings: keep its subjects and storage, update the limits.
+        await js.update_stream(config)
+
+
+class _NatsTail:
+    def __init__(self, sub: JetStreamContext.PushSubscription) -> None:
+        self._sub = sub
+
+    async def stop(self) -> None:
+        with contextlib.suppress(nats.errors.Error):
+            await self._sub.unsubscribe()
+
+
+class JetStreamEventStore:
+    """Events on JetStream: one stream per partition, one subject per job event."""
+
+    def __init__(self, js: JetStreamContext, partitions: int, *, timeout: float = 5.0) -> None:
+        self._js = js
+        self._partitions = partitions
+        self._timeout = timeout
+
+    @property
+    def partitions(self) -> int:
+        return self._partitions
+
+    async def append(self, event: AnyJobEvent, *, expected_seq: int) -> Recorded:
+        p = partition_of(event.account, self._partitions)
+        data = encode_event(event)
+        subject = job_subject(p, event.account, event.job_id, event_type(event))
+        scope = job_filter(p, event.account, event.job_id)
+        headers = {
+            "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
+            "Nats-Expected-Last-Subject-Sequence-Subject": scope,
+            "Nats-Msg-Id": event.event_id,
+        }
+        retried = False
+        for attempt in range(APPEND_TRIES):
+            try:
+                ack = await self._js.publish(
+                    subject, data, timeout=self._timeout, headers=headers, stream=stream_name(p)
+                )
+                return recorded_from(p, ack.seq, data)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    landed = await self._landed(p, scope, event.event_id, data) if retried else None
+                    if landed is not None:
+                        return landed
+                    raise ConcurrencyConflict(scope, expected_seq) from exc
+                if not _transient(exc) or attempt + 1 == APPEND_TRIES:
+                    raise StoreUnavailable(f"append to {subject}: {exc}") from exc
+            except nats.errors.Error as exc:
+                if attempt + 1 == APPEND_TRIES:
+                    raise StoreUnavailable(f"append to {subject}: {exc!r}") from exc
+            retried = True
+            await asyncio.sleep(0.2 * (attempt + 1))
+        raise StoreUnavailable(f"append to {subject}: gave up")
+
+    async def _landed(self, p: int, scope: str, event_id: str, data: bytes) -> Recorded | None:
+        """After a timed-out try, tell whether our own earlier publish is the job's newest."""
+        try:
+            last = await self._js.get_last_msg(stream_name(p), scope, direct=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        if last.headers and last.headers.get("Nats-Msg-Id") == event_id and last.seq:
+            return recorded_from(p, last.seq, data)
+        return None
+
+    async def history(self, account: str, job_id: str) -> list[Recorded]:
+        p = partition_of(account, self._partitions)
+        scope = job_filter(p, account, job_id)
+        out: list[Recorded] = []
+        seq = 1
+        while True:
+            try:
+                msg = await self._js.get_msg(
+                    stream_name(p), seq=seq, subject=scope, next=True, direct=True
+                )
+            except nats.js.errors.NotFoundError:
+                return out
+            except (nats.errors.Error, nats.js.errors.APIError) as exc:
+                raise StoreUnavailable(f"read {scope}: {exc!r}") from exc
+            assert msg.seq is not None and msg.data is not None
+            out.append(recorded_from(p, msg.seq, msg.data))
+            seq = msg.seq + 1
+
+    async def last_seq(self, partition: int) -> int:
+        info = await self._js.stream_info(stream_name(partition))
+        return int(info.state.last_seq)
+
+    async def tail(self, partition: int, after_seq: int, handler: Handler) -> _NatsTail:
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=after_seq + 1,
+        )
+
+        async def on_msg(msg: Msg) -> None:
+            meta = msg.metadata
+            await handler(recorded_from(partition, meta.sequence.stream, msg.data))
+
+        sub = await self._js.subscribe(
+            partition_subjects(partition),
+            stream=stream_name(partition),
+            ordered_consumer=True,
+            config=config,
+            cb=on_msg,
+        )
+        return _NatsTail(sub)
+
+    async def raw(self, partition: int, seq: int) -> dict[str, Any] | None:
+        """One stored message by sequence, for auditors; None when it is gone."""
+        try:
+            msg = await self._js.get_msg(stream_name(partition), seq=seq, direct=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        return {"seq": msg.seq, "subject": msg.subject, "data": msg.data}
+
+
+def _transient(exc: nats.js.errors.APIError) -> bool:
+    return exc.code in (503, 504) or exc.err_code in (10008, 10077)
+
+
+async def connect(url: str, *, name: str = "chaser") -> NATS:
+    """Connect with reconnects that outlast a node restart in a cluster."""
+    nc = NATS()
+    await nc.connect(
+        servers=[u.strip() for u in url.split(",")],
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        connect_timeout=5,
+    )
+    return nc

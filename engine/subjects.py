@@ -1,0 +1,56 @@
+"""Subject and stream names: where each account's events live. Pure."""
+
+from __future__ import annotations
+
+import zlib
+
+EVENTS_PREFIX = "chaser"
+WORK_STREAM = "CHASER_WORK"
+LOG_STREAM = "CHASER_LOGS"
+META_BUCKET = "CHASER_META"
+KEYS_BUCKET = "CHASER_KEYS"
+
+
+def partition_of(account: str, partitions: int) -> int:
+    """A stable partition for an account: crc32 of its id modulo the partition count."""
+    return zlib.crc32(account.encode()) % partitions
+
+
+def stream_name(partition: int) -> str:
+    """The stream that owns a partition's subjects."""
+    return f"CHASER_EVENTS_{partition}"
+
+
+def partition_subjects(partition: int) -> str:
+    """The wildcard a partition's stream owns."""
+    return f"{EVENTS_PREFIX}.{partition}.>"
+
+
+def job_subject(partition: int, account: str, job_id: str, event_type: str) -> str:
+    """Subject of one event of one job."""
+    return f"{EVENTS_PREFIX}.{partition}.{account}.job.{job_id}.{event_type}"
+
+
+def job_filter(partition: int, account: str, job_id: str) -> str:
+    """Wildcard matching every event of one job (the optimistic-concurrency scope)."""
+    return f"{EVENTS_PREFIX}.{partition}.{account}.job.{job_id}.*"
+
+
+def account_filter(partition: int, account: str) -> str:
+    """Wildcard matching every event of one account."""
+    return f"{EVENTS_PREFIX}.{partition}.{account}.>"
+
+
+def work_subject(kind: str, account: str) -> str:
+    """Work-queue subject of a runnable job: `chaser.work.<kind>.<account>`."""
+    return f"{EVENTS_PREFIX}.work.{kind}.{account}"
+
+
+def work_filter(family: str) -> str:
+    """Work-queue wildcard of one executor family (kinds are `<family>.<action>`)."""
+    return f"{EVENTS_PREFIX}.work.{family}.*.*"
+
+
+def log_subject(account: str, job_id: str, attempt: int, channel: str) -> str:
+    """Subject of a job attempt's full output on the log stream."""
+    return f"{EVENTS_PREFIX}.logs.{account}.{job_id}.{attempt}.{channel}"

@@ -1,0 +1,1 @@
+"""Pure data: msgspec structs and enums shared by every layer. No I/O here."""
