@@ -175,21 +175,27 @@ def backoff(state: JobState, jitter: float) -> timedelta:
     return min(timedelta(milliseconds=nominal * (0.5 + jitter)), MAX_BACKOFF)
 
 
+def _lost_lease(state: JobState) -> bool:
+    lost = state.error is not None and state.error.code in LEASE_LOSSES
+    return lost and state.lost_leases <= MAX_LEASE_LOSSES
+
+
+def wants_retry(state: JobState) -> bool:
+    """Whether the retry policy will run a failed job again."""
+    if state.status is not JobStatus.FAILED or not state.retriable:
+        return False
+    return _lost_lease(state) or state.attempt < state.max_attempts
+
+
 def auto_retry(state: JobState, stamp: Stamp, jitter: float) -> JobRetried | None:
     """The retry policy: a retriable failure with attempts left is retried after a backoff.
 
     A lost lease (the executor died or shut down) is the engine's fault, not the job's: it is
     run again at once, up to MAX_LEASE_LOSSES times, whatever `max_attempts` says.
     """
-    if state.status is not JobStatus.FAILED or not state.retriable:
+    if not wants_retry(state):
         return None
-    lost = state.error is not None and state.error.code in LEASE_LOSSES
-    if lost and state.lost_leases <= MAX_LEASE_LOSSES:
-        run_at = None
-    elif state.attempt < state.max_attempts:
-        run_at = stamp.at + backoff(state, jitter)
-    else:
-        return None
+    run_at = None if _lost_lease(state) else stamp.at + backoff(state, jitter)
     event = JobRetried(
         **_envelope(state, stamp, attempt=state.attempt + 1), run_at=run_at, automatic=True
     )

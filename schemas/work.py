@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 import msgspec
+
+from schemas.state import JobState
 
 
 class WorkItem(msgspec.Struct, frozen=True, kw_only=True):
-    """A runnable attempt as released to the work queue."""
+    """A runnable attempt as released to the work queue: the job's state at release."""
 
-    job_id: str
-    account: str
-    kind: str
-    attempt: int
-    input: dict[str, Any]
-    seq: int
-    last_hash: str
-    queued_at: datetime | None = None
+    state: JobState

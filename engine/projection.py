@@ -1,0 +1,211 @@
+"""The read model: every partition's events folded into job state, queryable by the API.
+
+Rebuilding from zero and live tailing are the same code: a tail from sequence 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import msgspec
+import structlog
+
+from engine.errors import InvalidInput, InvalidTransition
+from engine.fold import evolve, record
+from engine.store import EventStore, Recorded, Tail
+from engine.subjects import partition_of
+from schemas.common import JobStatus
+from schemas.state import JobState
+
+log = structlog.get_logger("chaser.projection")
+
+Listener = Callable[[JobState | None, JobState, Recorded], None]
+
+
+class ListFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Filters of `GET /v1/jobs`."""
+
+    status: frozenset[JobStatus] | None = None
+    kind: frozenset[str] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def matches(self, job: JobState) -> bool:
+        """Whether a job passes every filter."""
+        if self.status is not None and job.status not in self.status:
+            return False
+        if self.kind is not None and job.kind not in self.kind:
+            return False
+        if self.created_after is not None and job.created_at <= self.created_after:
+            return False
+        return self.created_before is None or job.created_at < self.created_before
+
+
+class _Cursor(msgspec.Struct, frozen=True, array_like=True):
+    position: int
+
+
+def encode_cursor(position: int) -> str:
+    """An opaque cursor pointing just below `position` in an account's creation order."""
+    return base64.urlsafe_b64encode(msgspec.json.encode(_Cursor(position))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The position inside a cursor; raises InvalidInput for anything malformed."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        position = msgspec.json.decode(raw, type=_Cursor).position
+    except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
+        raise InvalidInput("cursor", "not a cursor returned by this API") from exc
+    if position < 0:
+        raise InvalidInput("cursor", "not a cursor returned by this API")
+    return position
+
+
+@dataclass
+class _Account:
+    order: list[str] = field(default_factory=list)
+
+
+class ReadModel:
+    """Job state by id and by account, with the sequence applied per partition."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._jobs: dict[tuple[str, str], JobState] = {}
+        self._accounts: dict[str, _Account] = {}
+        self._applied = [0] * store.partitions
+        self._waiters: list[list[tuple[int, asyncio.Future[None]]]] = [
+            [] for _ in range(store.partitions)
+        ]
+        self._listeners: list[Listener] = []
+        self._tails: list[Tail] = []
+        self._ready = asyncio.Event()
+        self._targets: list[int] = []
+        self.events_applied = 0
+        self.rejected: list[tuple[Recorded, str]] = []
+        self.lag_seconds = 0.0
+
+    def listen(self, listener: Listener) -> None:
+        """Call `listener(before, after, recorded)` for every event applied."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        """Tail every partition from the beginning; `ready` is set once caught up."""
+        self._targets = [await self._store.last_seq(p) for p in range(self._store.partitions)]
+        for p in range(self._store.partitions):
+            self._tails.append(await self._store.tail(p, 0, self._apply))
+        self._check_ready()
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the read model has caught up with the log as it was at start."""
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the initial catch-up has finished."""
+        return self._ready.is_set()
+
+    async def stop(self) -> None:
+        """Stop tailing."""
+        for tail in self._tails:
+            await tail.stop()
+        self._tails.clear()
+
+    def _check_ready(self) -> None:
+        if not self._ready.is_set() and all(
+            a >= t for a, t in zip(self._applied, self._targets, strict=True)
+        ):
+            self._ready.set()
+
+    async def _apply(self, rec: Recorded) -> None:
+        event = rec.event
+        key = (event.account, event.job_id)
+        before = self._jobs.get(key)
+        try:
+            after = record(evolve(before, event), seq=rec.seq, digest=rec.digest)
+        except InvalidTransition as exc:
+            # The writers check transitions before appending; a stored event that does not
+            # fold is for the auditor to report, never silently applied.
+            self.rejected.append((rec, str(exc)))
+            log.error("event_rejected", seq=rec.seq, job_id=event.job_id, reason=str(exc))
+        else:
+            self._jobs[key] = after
+            if before is None:
+                self._accounts.setdefault(event.account, _Account()).order.append(event.job_id)
+            for listener in self._listeners:
+                listener(before, after, rec)
+        self.events_applied += 1
+        # Lag: how long after its append the newest event was folded (0 when idle).
+        self.lag_seconds = max(time.time() - event.at.timestamp(), 0.0)
+        self._advance(rec.partition, rec.seq)
+
+    def _advance(self, partition: int, seq: int) -> None:
+        self._applied[partition] = seq
+        waiters = self._waiters[partition]
+        if waiters:
+            keep = []
+            for target, fut in waiters:
+                if target <= seq:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    keep.append((target, fut))
+            self._waiters[partition] = keep
+        if not self._ready.is_set():
+            self._check_ready()
+
+    def applied(self, partition: int) -> int:
+        """The last sequence applied from a partition."""
+        return self._applied[partition]
+
+    async def wait_for(self, partition: int, seq: int, timeout: float) -> bool:
+        """Wait (bounded) until `seq` of `partition` is applied; False on timeout."""
+        if self._applied[partition] >= seq:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[partition].append((seq, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def partition_of(self, account: str) -> int:
+        """The partition holding an account's events."""
+        return partition_of(account, self._store.partitions)
+
+    def get(self, account: str, job_id: str) -> JobState | None:
+        """A job of an account, or None."""
+        return self._jobs.get((account, job_id))
+
+    def jobs(self) -> Iterator[JobState]:
+        """Every job, in no particular order."""
+        return iter(self._jobs.values())
+
+    def accounts(self) -> list[str]:
+        """Accounts that have at least one job."""
+        return list(self._accounts)
+
+    def page(
+        self, account: str, flt: ListFilter, *, limit: int, cursor: int | None
+    ) -> tuple[list[JobState], int | None]:
+        """Newest-first jobs of an account after `cursor`, and the next cursor if any remain."""
+        order = self._accounts.get(account, _Account()).order
+        position = len(order) if cursor is None else min(cursor, len(order))
+        out: list[JobState] = []
+        while position > 0 and len(out) < limit:
+            position -= 1
+            job = self._jobs[(account, order[position])]
+            if flt.matches(job):
+                out.append(job)
+        more = position > 0 and any(
+            flt.matches(self._jobs[(account, order[i])]) for i in range(position - 1, -1, -1)
+        )
+        return out, (position if more else None)

@@ -1,0 +1,176 @@
+"""The command side: load state, decide, append with the expected sequence, read your write."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import structlog
+
+from engine import decide
+from engine.errors import ConcurrencyConflict, IdempotencyConflict, InvalidInput, NotFound
+from engine.fold import evolve, record
+from engine.projection import ReadModel
+from engine.store import EventStore, Recorded
+from schemas.api import CreateJobRequest
+from schemas.events import AnyJobEvent
+from schemas.kinds import KINDS, validate_input
+from schemas.state import JobState
+
+log = structlog.get_logger("chaser.service")
+
+CONFLICT_TRIES = 8
+_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def utcnow() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+def new_event_id() -> str:
+    """A unique event id (also the JetStream de-duplication id)."""
+    return uuid.uuid4().hex
+
+
+def validation_problem(exc: msgspec.ValidationError, prefix: str) -> InvalidInput:
+    """Turn msgspec's message into a field name (`input.command`) and a reason."""
+    text = str(exc)
+    match = _PATH.search(text)
+    path = match.group("path") if match else ""
+    reason = _PATH.sub("", text)
+    field = (prefix + path.replace("[", ".").replace("]", "")).strip(".")
+    missing = re.match(r"Object missing required field `(?P<name>[^`]+)`", reason)
+    if missing:
+        field = f"{field}.{missing.group('name')}"
+    unknown = re.match(r"Object contains unknown field `(?P<name>[^`]+)`", reason)
+    if unknown:
+        field = f"{field}.{unknown.group('name')}"
+    return InvalidInput(field or prefix, reason)
+
+
+class JobService:
+    """Commands on jobs for one deployment; every change is an appended event."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        read_model: ReadModel,
+        *,
+        read_wait: float = 5.0,
+        clock: Callable[[], datetime] = utcnow,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.store = store
+        self.read_model = read_model
+        self._read_wait = read_wait
+        self._clock = clock
+        self._entropy = entropy
+
+    def stamp(self, actor: str, **extra: Any) -> decide.Stamp:
+        """A fresh event id and time for an actor."""
+        return decide.Stamp(event_id=new_event_id(), at=self._clock(), actor=actor, **extra)
+
+    async def create(
+        self, account: str, actor: str, request: CreateJobRequest
+    ) -> tuple[JobState, bool]:
+        """Create a job; with a used idempotency key return the original (created=False)."""
+        if request.kind not in KINDS:
+            raise InvalidInput("kind", f"unknown kind {request.kind!r}; see GET /v1/jobs/kinds")
+        try:
+            validate_input(request.kind, request.input)
+        except msgspec.ValidationError as exc:
+            raise validation_problem(exc, "input") from exc
+        stamp = self.stamp(actor)
+        digest = None
+        if request.idempotency_key is not None:
+            job_id = decide.idempotent_job_id(account, request.idempotency_key)
+            body = msgspec.to_builtins(request)
+            body.pop("idempotency_key", None)
+            digest = decide.request_digest(body)
+        else:
+            job_id = decide.job_id_for(at=stamp.at, entropy=self._entropy(10))
+        event = decide.create(
+            job_id=job_id,
+            account=account,
+            kind=request.kind,
+            input=request.input,
+            stamp=stamp,
+            run_at=request.run_at,
+            max_attempts=request.max_attempts,
+            idempotency_key=request.idempotency_key,
+            digest=digest,
+            retry_on_exit=request.retry_on_exit,
+            backoff_ms=request.backoff_ms,
+        )
+        try:
+            rec = await self.store.append(event, expected_seq=0)
+        except ConcurrencyConflict:
+            existing = await self.load(account, job_id)
+            if existing.request_digest != digest:
+                raise IdempotencyConflict(request.idempotency_key or "", job_id) from None
+            return existing, False
+        log.info("job_created", account=account, job_id=job_id, kind=request.kind, seq=rec.seq)
+        return await self._read_back(None, rec), True
+
+    async def cancel(self, account: str, actor: str, job_id: str) -> JobState:
+        """Cancel a job that is not terminal yet."""
+        return await self._change(
+            account, job_id, lambda state: decide.cancel(state, self.stamp(actor))
+        )
+
+    async def retry(self, account: str, actor: str, job_id: str) -> JobState:
+        """Retry a failed or cancelled job as a new attempt."""
+        return await self._change(
+            account, job_id, lambda state: decide.retry(state, self.stamp(actor))
+        )
+
+    async def get(self, account: str, job_id: str) -> JobState:
+        """A job of this account; NotFound for a missing or foreign id."""
+        state = self.read_model.get(account, job_id)
+        if state is None:
+            raise NotFound("job", job_id)
+        return state
+
+    async def load(self, account: str, job_id: str) -> JobState:
+        """A job's state folded straight from its stored history (never stale)."""
+        state: JobState | None = None
+        for rec in await self.store.history(account, job_id):
+            state = record(evolve(state, rec.event), seq=rec.seq, digest=rec.digest)
+        if state is None:
+            raise NotFound("job", job_id)
+        return state
+
+    async def _change(
+        self, account: str, job_id: str, decision: Callable[[JobState], AnyJobEvent]
+    ) -> JobState:
+        state = self.read_model.get(account, job_id) or await self.load(account, job_id)
+        for _ in range(CONFLICT_TRIES):
+            event = decision(state)
+            try:
+                rec = await self.store.append(event, expected_seq=state.seq)
+            except ConcurrencyConflict:
+                state = await self.load(account, job_id)
+                continue
+            log.info(
+                "job_" + type(event).__name__.removeprefix("Job").lower(),
+                account=account,
+                job_id=job_id,
+                seq=rec.seq,
+            )
+            return await self._read_back(state, rec)
+        raise ConcurrencyConflict(job_id, state.seq)
+
+    async def _read_back(self, before: JobState | None, rec: Recorded) -> JobState:
+        """Read-your-writes: wait for the projection to apply `rec`, else fold it locally."""
+        event = rec.event
+        if await self.read_model.wait_for(rec.partition, rec.seq, self._read_wait):
+            state = self.read_model.get(event.account, event.job_id)
+            if state is not None:
+                return state
+        return record(evolve(before, event), seq=rec.seq, digest=rec.digest)

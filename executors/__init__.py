@@ -1,0 +1,1 @@
+"""Executors: the backends that run attempts (system, Docker, Chromium, workflows, lifecycle)."""
