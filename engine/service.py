@@ -137,6 +137,13 @@ class JobService:
             raise NotFound("job", job_id)
         return state
 
+    async def catch_up(self, account: str) -> None:
+        """Read-your-writes across processes: wait until the read model holds every event of
+        the account's partition that was stored before this call."""
+        partition = self.read_model.partition_of(account)
+        last = await self.store.last_seq(partition)
+        await self.read_model.wait_for(partition, last, self._read_wait)
+
     async def load(self, account: str, job_id: str) -> JobState:
         """A job's state folded straight from its stored history (never stale)."""
         state: JobState | None = None

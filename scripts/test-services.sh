@@ -110,7 +110,8 @@ dockerd_running() {
     local pid
     [[ -r /var/run/docker.pid ]] || return 1
     pid=$(cat /var/run/docker.pid 2>/dev/null) || return 1
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+    # A stale pid file may name a process that is not dockerd any more.
+    [[ -n $pid ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]]
 }
 
 step_docker() {
