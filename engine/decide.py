@@ -6,7 +6,6 @@ Clock readings, ids and randomness come in as arguments (`Stamp`, `jitter`), nev
 from __future__ import annotations
 
 import hashlib
-from base64 import b32encode
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,8 +41,14 @@ class Stamp(msgspec.Struct, frozen=True, kw_only=True):
     causation_id: str | None = None
 
 
+# Crockford's base32 alphabet, in ASCII order, so encoded ids sort like the bytes they encode.
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
 def _crockford(data: bytes) -> str:
-    return b32encode(data).decode().rstrip("=").lower()
+    number = int.from_bytes(data, "big")
+    length = (len(data) * 8 + 4) // 5
+    return "".join(_CROCKFORD[(number >> (5 * i)) & 31] for i in reversed(range(length)))
 
 
 def job_id_for(*, at: datetime, entropy: bytes) -> str:
@@ -171,20 +176,23 @@ def fail(
 
 def backoff(state: JobState, jitter: float) -> timedelta:
     """Exponential backoff with jitter in [0.5, 1.5) of the nominal delay, capped at an hour."""
-    nominal = state.backoff_ms * (2 ** max(state.attempt - 1, 0))
-    return min(timedelta(milliseconds=nominal * (0.5 + jitter)), MAX_BACKOFF)
+    cap_ms = MAX_BACKOFF.total_seconds() * 1000
+    nominal = state.backoff_ms * (2 ** min(max(state.attempt - 1, 0), 64))
+    return timedelta(milliseconds=min(nominal * (0.5 + jitter), cap_ms))
 
 
 def _lost_lease(state: JobState) -> bool:
-    lost = state.error is not None and state.error.code in LEASE_LOSSES
-    return lost and state.lost_leases <= MAX_LEASE_LOSSES
+    return state.error is not None and state.error.code in LEASE_LOSSES
 
 
 def wants_retry(state: JobState) -> bool:
     """Whether the retry policy will run a failed job again."""
     if state.status is not JobStatus.FAILED or not state.retriable:
         return False
-    return _lost_lease(state) or state.attempt < state.max_attempts
+    if _lost_lease(state):
+        return state.lost_leases <= MAX_LEASE_LOSSES
+    # Attempts lost with their executor are not the job's: they do not use up max_attempts.
+    return state.attempt - state.lost_leases < state.max_attempts
 
 
 def auto_retry(state: JobState, stamp: Stamp, jitter: float) -> JobRetried | None:

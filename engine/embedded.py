@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -48,6 +49,34 @@ def _free_port(preferred: int | None) -> int:
     raise OSError("no free loopback port")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _still_running(info: EmbeddedInfo, settle: float = 5.0) -> bool:
+    """Whether a recorded server lives on (one whose parent just died is given time to exit)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settle
+    while _alive(info.pid) and reachable(info.port):
+        if loop.time() > deadline:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def read_info(data_dir: Path) -> EmbeddedInfo | None:
     """The recorded embedded server of a data directory, if any."""
     path = data_dir / STATE_FILE
@@ -70,6 +99,7 @@ class EmbeddedNats:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.process: subprocess.Popen[bytes] | None = None
+        self.adopted_pid: int | None = None
         self.port = 0
 
     @property
@@ -78,9 +108,16 @@ class EmbeddedNats:
         return f"nats://127.0.0.1:{self.port}"
 
     async def start(self, timeout: float = 20.0) -> str:
-        """Start the server on the recorded port when free, else a free one; return its URL."""
+        """Start the server on the recorded port when free, else a free one; return its URL.
+
+        A server of this data directory left running by a crashed process is adopted, never
+        doubled: two servers on one store directory would corrupt it.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         previous = read_info(self.data_dir)
+        if previous is not None and await _still_running(previous):
+            self.port, self.adopted_pid = previous.port, previous.pid
+            return self.url
         self.port = _free_port(previous.port if previous else None)
         log_file = (self.data_dir / "nats-server.log").open("ab")
         self.process = subprocess.Popen(
@@ -99,6 +136,7 @@ class EmbeddedNats:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log_file.close()
         loop = asyncio.get_running_loop()
@@ -115,6 +153,10 @@ class EmbeddedNats:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (it flushes JetStream on SIGTERM)."""
+        if self.adopted_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.adopted_pid, signal.SIGTERM)
+            return
         proc = self.process
         if proc is None or proc.poll() is not None:
             return

@@ -22,6 +22,20 @@ from schemas.events import (
 )
 from schemas.state import JobState, StepRecord
 
+# Which statuses each event may be applied in: TRANSITIONS says where a status may go, this
+# says which event may take it there (only a retry leaves failed or cancelled, only a start
+# leaves queued for running).
+SOURCES: dict[type[AnyJobEvent], frozenset[JobStatus]] = {
+    JobCreated: frozenset(),
+    JobQueued: frozenset({JobStatus.SCHEDULED}),
+    JobStarted: frozenset({JobStatus.QUEUED}),
+    StepFinished: frozenset({JobStatus.RUNNING}),
+    JobSucceeded: frozenset({JobStatus.RUNNING}),
+    JobFailed: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+    JobCancelled: frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RUNNING}),
+    JobRetried: frozenset({JobStatus.FAILED, JobStatus.CANCELLED}),
+}
+
 
 def target_status(state: JobState | None, event: AnyJobEvent) -> JobStatus:
     """The status `event` moves a job to; the fold and the decisions share this one answer."""
@@ -56,9 +70,7 @@ def check(state: JobState | None, event: AnyJobEvent) -> JobStatus:
         raise InvalidTransition(event.job_id, "absent", change)
     if isinstance(event, JobCreated):
         raise InvalidTransition(state.id, state.status, change)
-    if target not in TRANSITIONS[state.status]:
-        raise InvalidTransition(state.id, state.status, change)
-    if isinstance(event, StepFinished) and state.status is not JobStatus.RUNNING:
+    if target not in TRANSITIONS[state.status] or state.status not in SOURCES[type(event)]:
         raise InvalidTransition(state.id, state.status, change)
     expected_attempt = state.attempt + 1 if isinstance(event, JobRetried) else state.attempt
     if event.attempt != expected_attempt:

@@ -20,7 +20,7 @@ from schemas.events import (
     decode_job_event,
     encode_event,
 )
-from schemas.kinds import KINDS, input_schema, validate_input
+from schemas.kinds import KINDS, SandboxExecInput, input_schema, validate_input
 
 INT64 = 2**63
 
@@ -66,7 +66,8 @@ for _event_type in JOB_EVENT_TYPES:
 
 
 def as_dict(event: JobEvent) -> dict[str, Any]:
-    return msgspec.json.decode(encode_event(event))
+    raw: dict[str, Any] = msgspec.json.decode(encode_event(event))
+    return raw
 
 
 # --- events ---------------------------------------------------------------------------
@@ -219,8 +220,9 @@ def test_sandbox_exec_needs_exactly_one_of_workspace_and_ephemeral(raw: dict[str
 def test_sandbox_exec_accepts_each_alone() -> None:
     workspace = validate_input("sandbox.exec", {"command": "ls", "workspace": "ws-1"})
     ephemeral = validate_input("sandbox.exec", {"command": "ls", "ephemeral": True, "image": "a"})
-    assert (workspace.workspace, workspace.ephemeral) == ("ws-1", False)  # type: ignore[attr-defined]
-    assert (ephemeral.workspace, ephemeral.ephemeral) == (None, True)  # type: ignore[attr-defined]
+    assert isinstance(workspace, SandboxExecInput) and isinstance(ephemeral, SandboxExecInput)
+    assert (workspace.workspace, workspace.ephemeral) == ("ws-1", False)
+    assert (ephemeral.workspace, ephemeral.ephemeral) == (None, True)
 
 
 def test_ephemeral_sandbox_needs_an_image() -> None:
