@@ -36,8 +36,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"chaser serve: unknown role(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(serve(settings))
+    run_loop(serve(settings))
     return 0
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed (it halves the cost of socket I/O), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def _print(value: object, as_json: bool, text: str) -> None:
