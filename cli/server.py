@@ -171,8 +171,10 @@ class Engine:
         if self.read_model is not None:
             await self.read_model.stop()
         if self.nc is not None:
+            # Every component has stopped and every append was acknowledged: close, do not
+            # drain (a drain waits on subscriptions already gone and can stall for 30 s).
             with contextlib.suppress(nats.errors.Error):
-                await self.nc.drain()
+                await self.nc.close()
         if self.embedded is not None:
             await self.embedded.stop()
         log.info("engine_stopped")

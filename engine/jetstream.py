@@ -247,5 +247,6 @@ async def connect(url: str, *, name: str = "chaser") -> NATS:
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         connect_timeout=5,
+        drain_timeout=5,
     )
     return nc
