@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -155,6 +156,11 @@ async def list_jobs(request: Request[Any, Any, Any], state: State, who: Principa
     )
 
 
+@functools.cache
+def _schema(kind: str) -> dict[str, Any]:
+    return input_schema(KINDS[kind])
+
+
 @get("/v1/jobs/kinds")
 async def list_kinds(state: State, who: Principal) -> KindList:
     """Every job kind with its description, input schema and availability here."""
@@ -165,7 +171,7 @@ async def list_kinds(state: State, who: Principal) -> KindList:
                 kind=spec.name,
                 description=spec.description,
                 available=registry is not None and registry.available(spec.family),
-                input_schema=input_schema(spec),
+                input_schema=_schema(spec.name),
             )
             for spec in KINDS.values()
         ]
