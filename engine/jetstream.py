@@ -31,13 +31,14 @@ from engine.subjects import (
     LOG_STREAM,
     META_BUCKET,
     WORK_STREAM,
-    job_filter,
-    job_subject,
+    aggregate_filter,
+    aggregate_subject,
     partition_of,
     partition_subjects,
     stream_name,
 )
-from schemas.events import AnyJobEvent, encode_event, event_type
+from schemas.events import encode_event, event_type
+from schemas.log import AnyEvent, aggregate_of
 
 WRONG_LAST_SEQUENCE = 10071
 DAY = 86_400.0
@@ -142,11 +143,12 @@ class JetStreamEventStore:
     def partitions(self) -> int:
         return self._partitions
 
-    async def append(self, event: AnyJobEvent, *, expected_seq: int) -> Recorded:
+    async def append(self, event: AnyEvent, *, expected_seq: int) -> Recorded:
         p = partition_of(event.account, self._partitions)
         data = encode_event(event)
-        subject = job_subject(p, event.account, event.job_id, event_type(event))
-        scope = job_filter(p, event.account, event.job_id)
+        aggregate, ident = aggregate_of(event)
+        subject = aggregate_subject(p, event.account, aggregate, ident, event_type(event))
+        scope = aggregate_filter(p, event.account, aggregate, ident)
         headers = {
             "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
             "Nats-Expected-Last-Subject-Sequence-Subject": scope,
@@ -184,9 +186,9 @@ class JetStreamEventStore:
             return recorded_from(p, last.seq, data)
         return None
 
-    async def history(self, account: str, job_id: str) -> list[Recorded]:
+    async def history(self, account: str, ident: str, aggregate: str = "job") -> list[Recorded]:
         p = partition_of(account, self._partitions)
-        scope = job_filter(p, account, job_id)
+        scope = aggregate_filter(p, account, aggregate, ident)
         out: list[Recorded] = []
         seq = 1
         while True:

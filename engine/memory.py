@@ -8,8 +8,9 @@ from functools import partial
 
 from engine.errors import ConcurrencyConflict
 from engine.store import Handler, Recorded, recorded_from
-from engine.subjects import job_filter, partition_of
-from schemas.events import AnyJobEvent, encode_event
+from engine.subjects import aggregate_filter, partition_of
+from schemas.events import encode_event
+from schemas.log import AnyEvent, aggregate_of
 
 
 def _grew(log: list[Recorded], seen: int) -> bool:
@@ -39,9 +40,9 @@ class MemoryEventStore:
     def partitions(self) -> int:
         return self._partitions
 
-    async def append(self, event: AnyJobEvent, *, expected_seq: int) -> Recorded:
+    async def append(self, event: AnyEvent, *, expected_seq: int) -> Recorded:
         p = partition_of(event.account, self._partitions)
-        scope = job_filter(p, event.account, event.job_id)
+        scope = aggregate_filter(p, event.account, *aggregate_of(event))
         if self._last.get(scope, 0) != expected_seq:
             raise ConcurrencyConflict(scope, expected_seq)
         rec = recorded_from(p, len(self._log[p]) + 1, encode_event(event))
@@ -51,9 +52,13 @@ class MemoryEventStore:
             self._changed[p].notify_all()
         return rec
 
-    async def history(self, account: str, job_id: str) -> list[Recorded]:
+    async def history(self, account: str, ident: str, aggregate: str = "job") -> list[Recorded]:
         p = partition_of(account, self._partitions)
-        return [r for r in self._log[p] if r.event.account == account and r.event.job_id == job_id]
+        return [
+            r
+            for r in self._log[p]
+            if r.event.account == account and aggregate_of(r.event) == (aggregate, ident)
+        ]
 
     async def last_seq(self, partition: int) -> int:
         return len(self._log[partition])

@@ -15,12 +15,16 @@ from datetime import datetime
 
 import msgspec
 import structlog
+from msgspec.structs import replace
 
 from engine.errors import InvalidInput, InvalidTransition
 from engine.fold import evolve, record
+from engine.sessions import evolve_session, evolve_workspace
 from engine.store import EventStore, Recorded, Tail
 from engine.subjects import partition_of
 from schemas.common import JobStatus
+from schemas.events import AnyJobEvent, JobEvent
+from schemas.sessions import SessionEvent, SessionState, WorkspaceEvent, WorkspaceState
 from schemas.state import JobState
 
 log = structlog.get_logger("chaser.projection")
@@ -85,6 +89,9 @@ class ReadModel:
             [] for _ in range(store.partitions)
         ]
         self._listeners: list[Listener] = []
+        self._watchers: list[Callable[[Recorded], None]] = []
+        self._sessions: dict[tuple[str, str], SessionState] = {}
+        self._workspaces: dict[tuple[str, str], WorkspaceState] = {}
         self._tails: list[Tail] = []
         self._ready = asyncio.Event()
         self._targets: list[int] = []
@@ -95,6 +102,10 @@ class ReadModel:
     def listen(self, listener: Listener) -> None:
         """Call `listener(before, after, recorded)` for every event applied."""
         self._listeners.append(listener)
+
+    def watch(self, watcher: Callable[[Recorded], None]) -> None:
+        """Call `watcher(recorded)` for every event of any aggregate, after it is applied."""
+        self._watchers.append(watcher)
 
     async def start(self) -> None:
         """Tail every partition from the beginning; `ready` is set once caught up."""
@@ -126,25 +137,38 @@ class ReadModel:
 
     async def _apply(self, rec: Recorded) -> None:
         event = rec.event
-        key = (event.account, event.job_id)
-        before = self._jobs.get(key)
         try:
-            after = record(evolve(before, event), seq=rec.seq, digest=rec.digest)
+            if isinstance(event, JobEvent):
+                self._apply_job(rec, event)
+            elif isinstance(event, SessionEvent):
+                key = (event.account, event.session_id)
+                state = evolve_session(self._sessions.get(key), event)
+                self._sessions[key] = replace(state, seq=rec.seq, last_hash=rec.digest)
+            elif isinstance(event, WorkspaceEvent):
+                key = (event.account, event.workspace)
+                ws = evolve_workspace(self._workspaces.get(key), event)
+                self._workspaces[key] = replace(ws, seq=rec.seq, last_hash=rec.digest)
         except InvalidTransition as exc:
             # The writers check transitions before appending; a stored event that does not
             # fold is for the auditor to report, never silently applied.
             self.rejected.append((rec, str(exc)))
-            log.error("event_rejected", seq=rec.seq, job_id=event.job_id, reason=str(exc))
-        else:
-            self._jobs[key] = after
-            if before is None:
-                self._accounts.setdefault(event.account, _Account()).order.append(event.job_id)
-            for listener in self._listeners:
-                listener(before, after, rec)
+            log.error("event_rejected", seq=rec.seq, subject_id=str(exc), reason=str(exc))
+        for watcher in self._watchers:
+            watcher(rec)
         self.events_applied += 1
         # Lag: how long after its append the newest event was folded (0 when idle).
         self.lag_seconds = max(time.time() - event.at.timestamp(), 0.0)
         self._advance(rec.partition, rec.seq)
+
+    def _apply_job(self, rec: Recorded, event: AnyJobEvent) -> None:
+        key = (event.account, event.job_id)
+        before = self._jobs.get(key)
+        after = record(evolve(before, event), seq=rec.seq, digest=rec.digest)
+        self._jobs[key] = after
+        if before is None:
+            self._accounts.setdefault(event.account, _Account()).order.append(event.job_id)
+        for listener in self._listeners:
+            listener(before, after, rec)
 
     def _advance(self, partition: int, seq: int) -> None:
         self._applied[partition] = seq
@@ -184,6 +208,28 @@ class ReadModel:
     def get(self, account: str, job_id: str) -> JobState | None:
         """A job of an account, or None."""
         return self._jobs.get((account, job_id))
+
+    def session(self, account: str, session_id: str) -> SessionState | None:
+        """A session of an account, or None."""
+        return self._sessions.get((account, session_id))
+
+    def sessions(self, account: str | None = None) -> list[SessionState]:
+        """An account's sessions (every account's when None), oldest first."""
+        found = [s for (a, _), s in self._sessions.items() if account is None or a == account]
+        return sorted(found, key=lambda s: s.created_at)
+
+    def workspace(self, account: str, name: str) -> WorkspaceState | None:
+        """A workspace of an account (deleted ones too), or None."""
+        return self._workspaces.get((account, name))
+
+    def workspaces(self, account: str | None = None) -> list[WorkspaceState]:
+        """An account's workspaces that exist now (every account's when None), by name."""
+        found = [
+            w
+            for (a, _), w in self._workspaces.items()
+            if (account is None or a == account) and w.deleted_at is None
+        ]
+        return sorted(found, key=lambda w: (w.account, w.name))
 
     def jobs(self) -> Iterator[JobState]:
         """Every job, in no particular order."""

@@ -18,7 +18,7 @@ from engine.fold import evolve, record
 from engine.projection import ReadModel
 from engine.store import EventStore, Recorded
 from schemas.api import CreateJobRequest
-from schemas.events import AnyJobEvent
+from schemas.events import AnyJobEvent, JobEvent
 from schemas.kinds import KINDS, validate_input
 from schemas.state import JobState
 
@@ -148,6 +148,7 @@ class JobService:
         """A job's state folded straight from its stored history (never stale)."""
         state: JobState | None = None
         for rec in await self.store.history(account, job_id):
+            assert isinstance(rec.event, JobEvent)
             state = record(evolve(state, rec.event), seq=rec.seq, digest=rec.digest)
         if state is None:
             raise NotFound("job", job_id)
@@ -176,6 +177,7 @@ class JobService:
     async def _read_back(self, before: JobState | None, rec: Recorded) -> JobState:
         """Read-your-writes: wait for the projection to apply `rec`, else fold it locally."""
         event = rec.event
+        assert isinstance(event, JobEvent)
         if await self.read_model.wait_for(rec.partition, rec.seq, self._read_wait):
             state = self.read_model.get(event.account, event.job_id)
             if state is not None:

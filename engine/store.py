@@ -8,7 +8,7 @@ from typing import Protocol
 
 import msgspec
 
-from schemas.events import AnyJobEvent, decode_job_event
+from schemas.log import AnyEvent, decode_event
 
 
 class Recorded(msgspec.Struct, frozen=True, kw_only=True):
@@ -17,7 +17,7 @@ class Recorded(msgspec.Struct, frozen=True, kw_only=True):
     partition: int
     seq: int
     digest: str
-    event: AnyJobEvent
+    event: AnyEvent
     data: bytes
 
 
@@ -38,14 +38,14 @@ class EventStore(Protocol):
     def partitions(self) -> int:
         """How many partitions accounts are spread over."""
 
-    async def append(self, event: AnyJobEvent, *, expected_seq: int) -> Recorded:
-        """Append if the job's newest event is at `expected_seq` (0: no events yet).
+    async def append(self, event: AnyEvent, *, expected_seq: int) -> Recorded:
+        """Append if the aggregate's newest event is at `expected_seq` (0: no events yet).
 
         Raises ConcurrencyConflict when another writer moved the job first.
         """
 
-    async def history(self, account: str, job_id: str) -> list[Recorded]:
-        """Every stored event of one job, oldest first."""
+    async def history(self, account: str, ident: str, aggregate: str = "job") -> list[Recorded]:
+        """Every stored event of one aggregate instance (a job by default), oldest first."""
 
     async def last_seq(self, partition: int) -> int:
         """The newest sequence in a partition (0 when empty)."""
@@ -65,6 +65,6 @@ def recorded_from(partition: int, seq: int, data: bytes) -> Recorded:
         partition=partition,
         seq=seq,
         digest=digest_of(data),
-        event=decode_job_event(data),
+        event=decode_event(data),
         data=data,
     )

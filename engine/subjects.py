@@ -26,14 +26,26 @@ def partition_subjects(partition: int) -> str:
     return f"{EVENTS_PREFIX}.{partition}.>"
 
 
+def aggregate_subject(
+    partition: int, account: str, aggregate: str, ident: str, event_type: str
+) -> str:
+    """Subject of one event of one aggregate instance (a job, a session, a workspace)."""
+    return f"{EVENTS_PREFIX}.{partition}.{account}.{aggregate}.{ident}.{event_type}"
+
+
+def aggregate_filter(partition: int, account: str, aggregate: str, ident: str) -> str:
+    """Wildcard matching every event of one aggregate instance (its concurrency scope)."""
+    return f"{EVENTS_PREFIX}.{partition}.{account}.{aggregate}.{ident}.*"
+
+
 def job_subject(partition: int, account: str, job_id: str, event_type: str) -> str:
     """Subject of one event of one job."""
-    return f"{EVENTS_PREFIX}.{partition}.{account}.job.{job_id}.{event_type}"
+    return aggregate_subject(partition, account, "job", job_id, event_type)
 
 
 def job_filter(partition: int, account: str, job_id: str) -> str:
     """Wildcard matching every event of one job (the optimistic-concurrency scope)."""
-    return f"{EVENTS_PREFIX}.{partition}.{account}.job.{job_id}.*"
+    return aggregate_filter(partition, account, "job", job_id)
 
 
 def account_filter(partition: int, account: str) -> str:

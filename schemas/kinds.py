@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 Name = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 ]
 Command = Annotated[str, msgspec.Meta(min_length=1, max_length=65536)]
 TimeoutMs = Annotated[int, msgspec.Meta(ge=1, le=86_400_000)]
