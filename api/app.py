@@ -14,8 +14,11 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from api.problems import HANDLERS, ApiProblem, problem
+from api.auth import Principal, principal
+from api.problems import HANDLERS, problem
+from api.sessions import ROUTES as SESSION_ROUTES
 from engine.accounts import KeyRing
+from engine.aggregates import SessionService
 from engine.errors import InvalidInput
 from engine.metrics import Metrics
 from engine.projection import ListFilter, decode_cursor, encode_cursor
@@ -30,6 +33,10 @@ JSON = "application/json"
 MAX_LIMIT = 500
 
 
+async def _no_sizes(account: str) -> dict[str, int]:
+    return {}
+
+
 @dataclass
 class ApiDeps:
     """What the API needs from the rest of the process."""
@@ -40,43 +47,9 @@ class ApiDeps:
     metrics: Metrics = field(default_factory=Metrics)
     ready: Callable[[], Awaitable[str | None]] | None = None
     queue_depth: Callable[[], dict[str, int]] = dict
-
-
-class Principal(msgspec.Struct, frozen=True):
-    """The caller: the account it acts for and the key it used."""
-
-    account: str
-    key_id: str
-
-    @property
-    def actor(self) -> str:
-        """How the caller is named in events."""
-        return f"key:{self.key_id}"
-
-
-async def principal(request: Request[Any, Any, Any], state: State) -> Principal:
-    """Authenticate the bearer key and pick the account (`X-Chaser-Account`)."""
-    deps: ApiDeps = state.deps
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiProblem(401, "Unauthorized", "send `Authorization: Bearer <key>`")
-    key = await deps.keys.verify(token.strip())
-    if key is None:
-        raise ApiProblem(401, "Unauthorized", "unknown or revoked API key")
-    wanted = request.headers.get("x-chaser-account")
-    if wanted is None:
-        if len(key.accounts) != 1:
-            raise ApiProblem(
-                400,
-                "Account required",
-                "this key belongs to several accounts; choose one with X-Chaser-Account",
-                field="X-Chaser-Account",
-            )
-        return Principal(key.accounts[0], key.id)
-    if wanted not in key.accounts:
-        raise ApiProblem(403, "Forbidden", f"this key is not a member of account {wanted!r}")
-    return Principal(wanted, key.id)
+    sessions: SessionService | None = None
+    workspace_sizes: Callable[[str], Awaitable[dict[str, int]]] = _no_sizes
+    extra_routes: list[Any] = field(default_factory=list)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
@@ -241,6 +214,8 @@ def create_app(deps: ApiDeps, *, max_body_bytes: int = 1_048_576) -> Litestar:
             healthz,
             readyz,
             metrics,
+            *SESSION_ROUTES,
+            *deps.extra_routes,
         ],
         dependencies={"who": Provide(principal)},
         state=State({"deps": deps}),

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import nats.errors
 import nats.js.errors
@@ -14,11 +15,14 @@ import structlog
 import uvicorn
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from api.app import ApiDeps, create_app
 from engine.accounts import KeyRing, account_limits
+from engine.aggregates import SessionService
 from engine.dispatcher import Dispatcher
 from engine.embedded import EmbeddedNats
+from engine.errors import EngineError
 from engine.jetstream import JetStreamEventStore, bootstrap, connect
 from engine.metrics import Metrics
 from engine.projection import ReadModel
@@ -29,6 +33,7 @@ from engine.subjects import stream_name
 from engine.workqueue import JetStreamWorkQueue
 from executors.base import Executor
 from executors.echo import EchoExecutor
+from executors.lifecycle import LifecycleExecutor
 from executors.runtime import ExecutorPool
 
 log = structlog.get_logger("chaser.serve")
@@ -38,7 +43,21 @@ LIMITS_REFRESH = 2.0
 
 def executor_factories() -> dict[str, Callable[[Settings], Executor]]:
     """Executor families this build can run, by name."""
-    return {"system": lambda _settings: EchoExecutor()}
+    return {
+        "system": lambda _settings: EchoExecutor(),
+        "lifecycle": lambda _settings: LifecycleExecutor(),
+    }
+
+
+SESSION_SWEEP_SECONDS = 1.0
+
+
+async def expire_sessions(sessions: SessionService) -> None:
+    """Append SessionExpired for live sessions past their TTL or idle timeout, every second."""
+    while True:
+        await asyncio.sleep(SESSION_SWEEP_SECONDS)
+        with contextlib.suppress(EngineError):
+            await sessions.expire_due(datetime.now(UTC))
 
 
 class Engine:
@@ -68,6 +87,7 @@ class Engine:
         store = JetStreamEventStore(js, boot.partitions)
         self.read_model = ReadModel(store)
         service = JobService(store, self.read_model, read_wait=settings.read_wait_seconds)
+        sessions = SessionService(service, js)
         presence = await presence_bucket(js, settings.effective_replicas)
         registry = ExecutorRegistry(presence)
         metrics = Metrics()
@@ -85,9 +105,10 @@ class Engine:
         if self.dispatcher is not None:
             await self.dispatcher.start()
             self._tasks.append(asyncio.create_task(self._watch_limits(js)))
+            self._tasks.append(asyncio.create_task(expire_sessions(sessions)))
         self._tasks.append(asyncio.create_task(self._watch_registry(registry)))
         if "executor" in roles:
-            await self._start_pools(js, service, registry, presence)
+            await self._start_pools(js, sessions, registry, presence)
         await self.read_model.wait_ready()
         metrics.live = True
         log.info("engine_ready", nats=url, partitions=boot.partitions, roles=sorted(roles))
@@ -98,14 +119,15 @@ class Engine:
             metrics=metrics,
             ready=lambda: self._ready(js, boot.partitions),
             queue_depth=self.dispatcher.backlog_depth if self.dispatcher else dict,
+            sessions=sessions,
         )
 
     async def _start_pools(
         self,
         js: JetStreamContext,
-        service: JobService,
+        sessions: SessionService,
         registry: ExecutorRegistry,
-        presence: object,
+        presence: KeyValue,
     ) -> None:
         assert self.nc is not None
         factories = executor_factories()
@@ -116,11 +138,12 @@ class Engine:
             pool = ExecutorPool(
                 self.nc,
                 js,
-                service,
+                sessions.jobs,
                 factories[family](self.settings),
                 concurrency=self.settings.executor_concurrency,
                 lease_seconds=self.settings.lease_seconds,
-                presence=presence,  # type: ignore[arg-type]
+                presence=presence,
+                sessions=sessions,
             )
             await pool.start()
             registry.mark_local(family)

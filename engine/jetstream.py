@@ -27,6 +27,7 @@ from engine.errors import ConcurrencyConflict, StoreUnavailable
 from engine.settings import Settings
 from engine.store import Handler, Recorded, recorded_from
 from engine.subjects import (
+    CONTROL_STREAM,
     KEYS_BUCKET,
     LOG_STREAM,
     META_BUCKET,
@@ -84,6 +85,17 @@ async def bootstrap(js: JetStreamContext, settings: Settings) -> Bootstrap:
         StreamConfig(
             name=WORK_STREAM,
             subjects=["chaser.work.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            duplicate_window=600.0,
+        ),
+    )
+    await _stream(
+        js,
+        StreamConfig(
+            name=CONTROL_STREAM,
+            subjects=["chaser.control.>"],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             num_replicas=replicas,

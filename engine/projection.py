@@ -23,7 +23,7 @@ from engine.sessions import evolve_session, evolve_workspace
 from engine.store import EventStore, Recorded, Tail
 from engine.subjects import partition_of
 from schemas.common import JobStatus
-from schemas.events import AnyJobEvent, JobEvent
+from schemas.events import AnyJobEvent, JobEvent, JobStarted
 from schemas.sessions import SessionEvent, SessionState, WorkspaceEvent, WorkspaceState
 from schemas.state import JobState
 
@@ -92,6 +92,7 @@ class ReadModel:
         self._watchers: list[Callable[[Recorded], None]] = []
         self._sessions: dict[tuple[str, str], SessionState] = {}
         self._workspaces: dict[tuple[str, str], WorkspaceState] = {}
+        self._workspace_used: dict[tuple[str, str], datetime] = {}
         self._tails: list[Tail] = []
         self._ready = asyncio.Event()
         self._targets: list[int] = []
@@ -165,6 +166,9 @@ class ReadModel:
         before = self._jobs.get(key)
         after = record(evolve(before, event), seq=rec.seq, digest=rec.digest)
         self._jobs[key] = after
+        workspace = after.input.get("workspace")
+        if isinstance(event, JobStarted) and isinstance(workspace, str):
+            self._workspace_used[(event.account, workspace)] = event.at
         if before is None:
             self._accounts.setdefault(event.account, _Account()).order.append(event.job_id)
         for listener in self._listeners:
@@ -221,6 +225,10 @@ class ReadModel:
     def workspace(self, account: str, name: str) -> WorkspaceState | None:
         """A workspace of an account (deleted ones too), or None."""
         return self._workspaces.get((account, name))
+
+    def workspace_last_used(self, account: str, name: str) -> datetime | None:
+        """When a job last started on a workspace."""
+        return self._workspace_used.get((account, name))
 
     def workspaces(self, account: str | None = None) -> list[WorkspaceState]:
         """An account's workspaces that exist now (every account's when None), by name."""

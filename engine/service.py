@@ -51,7 +51,7 @@ def validation_problem(exc: msgspec.ValidationError, prefix: str) -> InvalidInpu
     unknown = re.match(r"Object contains unknown field `(?P<name>[^`]+)`", reason)
     if unknown:
         field = f"{field}.{unknown.group('name')}"
-    return InvalidInput(field or prefix, reason)
+    return InvalidInput(field or prefix or "body", reason)
 
 
 class JobService:

@@ -29,7 +29,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     log_json: bool | None = None
     roles: frozenset[str] = ROLES
-    executor_families: frozenset[str] = frozenset({"system"})
+    executor_families: frozenset[str] = frozenset({"system", "lifecycle"})
     read_wait_seconds: float = 5.0
     max_body_bytes: int = 1_048_576
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 
 EVENTS_PREFIX = "chaser"
 WORK_STREAM = "CHASER_WORK"
 LOG_STREAM = "CHASER_LOGS"
+CONTROL_STREAM = "CHASER_CONTROL"
 META_BUCKET = "CHASER_META"
 KEYS_BUCKET = "CHASER_KEYS"
 
@@ -58,11 +60,26 @@ def work_subject(kind: str, account: str) -> str:
     return f"{EVENTS_PREFIX}.work.{kind}.{account}"
 
 
-def work_filter(family: str) -> str:
-    """Work-queue wildcard of one executor family (kinds are `<family>.<action>`)."""
-    return f"{EVENTS_PREFIX}.work.{family}.*.*"
+def work_filters(kinds: Iterable[str]) -> list[str]:
+    """Work-queue filters of an executor pool: one per kind it runs, any account."""
+    return sorted(f"{EVENTS_PREFIX}.work.{kind}.*" for kind in kinds)
 
 
 def log_subject(account: str, job_id: str, attempt: int, channel: str) -> str:
     """Subject of a job attempt's full output on the log stream."""
     return f"{EVENTS_PREFIX}.logs.{account}.{job_id}.{attempt}.{channel}"
+
+
+def control_subject(family: str, account: str) -> str:
+    """Work-queue subject of a session to open by an executor family."""
+    return f"{EVENTS_PREFIX}.control.{family}.{account}"
+
+
+def control_filter(family: str) -> str:
+    """Control wildcard of one executor family."""
+    return f"{EVENTS_PREFIX}.control.{family}.*"
+
+
+def session_events(event_type: str) -> str:
+    """Wildcard of one session event type in every partition and account."""
+    return f"{EVENTS_PREFIX}.*.*.session.*.{event_type}"

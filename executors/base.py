@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
 from schemas.common import JobError, StepStatus
 from schemas.kinds import Input
+from schemas.sessions import SessionState
 from schemas.state import JobState
+
+if TYPE_CHECKING:
+    from engine.aggregates import SessionService
 
 
 class Succeeded(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,9 +57,13 @@ class JobContext:
         *,
         record_step: Callable[[StepReport], Awaitable[None]],
         write_log: Callable[[str, bytes], Awaitable[None]],
+        sessions: SessionService | None = None,
+        executor_id: str = "",
     ) -> None:
         self.state = state
         self.input = input
+        self.sessions = sessions
+        self.executor_id = executor_id
         self.cancelled = asyncio.Event()
         self._record_step = record_step
         self._write_log = write_log
@@ -95,3 +103,14 @@ class Executor(Protocol):
 
     async def run(self, ctx: JobContext) -> Outcome:
         """Run one attempt; cancellation arrives as asyncio.CancelledError."""
+
+
+@runtime_checkable
+class SessionHost(Protocol):
+    """An executor that also keeps live sessions (a running container, a browser context)."""
+
+    async def open_session(self, state: SessionState) -> dict[str, Any]:
+        """Start the session's resource; return what identifies it (stored in SessionStarted)."""
+
+    async def close_session(self, state: SessionState) -> None:
+        """Stop the session's resource; must tolerate one already gone."""

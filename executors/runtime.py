@@ -24,6 +24,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.kv import KeyValue
 
 from engine import decide
+from engine.aggregates import SessionService
 from engine.errors import ConcurrencyConflict, EngineError, InvalidTransition
 from engine.fold import evolve, record
 from engine.registry import Presence, beat, leave
@@ -33,9 +34,18 @@ from engine.subjects import (
     job_subject,
     log_subject,
     partition_of,
-    work_filter,
+    work_filters,
 )
-from executors.base import Executor, Failed, JobContext, Outcome, StepReport, Succeeded
+from executors.base import (
+    Executor,
+    Failed,
+    JobContext,
+    Outcome,
+    SessionHost,
+    StepReport,
+    Succeeded,
+)
+from executors.sessions import SessionKeeper
 from schemas.common import TERMINAL, JobError, JobStatus
 from schemas.events import AnyJobEvent
 from schemas.kinds import validate_input
@@ -76,6 +86,7 @@ class ExecutorPool:
         concurrency: int,
         lease_seconds: float,
         presence: KeyValue | None = None,
+        sessions: SessionService | None = None,
     ) -> None:
         self._nc = nc
         self._js = js
@@ -84,6 +95,8 @@ class ExecutorPool:
         self._concurrency = concurrency
         self._lease = lease_seconds
         self._presence_kv = presence
+        self._sessions = sessions
+        self.keeper: SessionKeeper | None = None
         self.id = executor_id(executor.family)
         self._active: dict[str, _Attempt] = {}
         self._slots = asyncio.Semaphore(concurrency)
@@ -116,10 +129,10 @@ class ExecutorPool:
             ack_wait=self._lease,
             max_deliver=-1,
             max_ack_pending=-1,
-            filter_subject=work_filter(self.family),
+            filter_subjects=work_filters(self._executor.kinds),
         )
         sub = await self._js.pull_subscribe(
-            work_filter(self.family),
+            "",
             durable=f"chaser-{self.family}",
             stream=WORK_STREAM,
             config=config,
@@ -127,6 +140,16 @@ class ExecutorPool:
         self._loop_task = asyncio.create_task(self._fetch_loop(sub), name=f"fetch-{self.family}")
         if self._presence_kv is not None:
             self._beat_task = asyncio.create_task(self._beat(), name=f"presence-{self.family}")
+        if isinstance(self._executor, SessionHost) and self._sessions is not None:
+            self.keeper = SessionKeeper(
+                self._nc,
+                self._js,
+                self._sessions,
+                self._executor,
+                family=self.family,
+                executor_id=self.id,
+            )
+            await self.keeper.start()
         log.info("executor_started", executor_id=self.id, family=self.family)
 
     async def _beat(self) -> None:
@@ -246,6 +269,8 @@ class ExecutorPool:
             validate_input(state.kind, state.input),
             record_step=lambda report: self._record_step(attempt, report),
             write_log=lambda channel, data: self._write_log(state, channel, data),
+            sessions=self._sessions,
+            executor_id=self.id,
         )
         if attempt.cancelled_by_user:
             return None
@@ -335,6 +360,8 @@ class ExecutorPool:
             await asyncio.wait(set(self._tasks), timeout=5.0)
         if self._beat_task is not None:
             self._beat_task.cancel()
+        if self.keeper is not None:
+            await self.keeper.stop()
         if self._presence_kv is not None:
             await leave(self._presence_kv, self._presence())
         await self._executor.stop()

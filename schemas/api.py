@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from schemas.common import JobError, JobStatus
+from schemas.sessions import SessionState
 from schemas.state import JobState, StepRecord
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -88,3 +89,50 @@ class KindList(msgspec.Struct, frozen=True, kw_only=True):
     """Body of `GET /v1/jobs/kinds`."""
 
     kinds: list[KindView]
+
+
+class OpenSessionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Body of `POST /v1/sessions`: a live sandbox (workspace or ephemeral image) or browser."""
+
+    type: Literal["sandbox", "browser"]
+    workspace: (
+        Annotated[
+            str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+        ]
+        | None
+    ) = None
+    ephemeral: bool = False
+    image: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 86_400)] | None = None
+    idle_timeout_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 86_400)] | None = None
+    options: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        if self.type == "sandbox":
+            if self.ephemeral == (self.workspace is not None):
+                raise ValueError("a sandbox session needs `workspace` or `ephemeral: true`")
+            if self.ephemeral and self.image is None:
+                raise ValueError("`image` is required when `ephemeral` is true")
+        elif self.workspace is not None or self.ephemeral or self.image is not None:
+            raise ValueError("a browser session takes no `workspace`, `ephemeral` or `image`")
+
+
+class SessionPage(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of `GET /v1/sessions`."""
+
+    items: list[SessionState]
+
+
+class WorkspaceView(msgspec.Struct, frozen=True, kw_only=True):
+    """One workspace of `GET /v1/workspaces`."""
+
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    size_bytes: int | None = None
+
+
+class WorkspacePage(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of `GET /v1/workspaces`."""
+
+    items: list[WorkspaceView]
