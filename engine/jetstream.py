@@ -9,10 +9,11 @@ from typing import Any
 import msgspec
 import nats.errors
 import nats.js.errors
+import structlog
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
+    AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
@@ -40,6 +41,8 @@ from engine.subjects import (
 )
 from schemas.events import encode_event, event_type
 from schemas.log import AnyEvent, aggregate_of
+
+log = structlog.get_logger("chaser.store")
 
 WRONG_LAST_SEQUENCE = 10071
 DAY = 86_400.0
@@ -127,20 +130,100 @@ async def _bucket(js: JetStreamContext, name: str, replicas: int) -> KeyValue:
 
 
 async def _stream(js: JetStreamContext, config: StreamConfig) -> None:
+    assert config.name is not None
     try:
+        existing = await js.stream_info(config.name)
+    except nats.js.errors.NotFoundError:
         await js.add_stream(config)
-    except nats.js.errors.BadRequestError:
-        # Exists with other settings: keep its subjects and storage, update the limits.
-        await js.update_stream(config)
+        return
+    # Exists: keep its replication (fixed when the deployment was bootstrapped), update limits.
+    config.num_replicas = existing.config.num_replicas
+    await js.update_stream(config)
 
 
 class _NatsTail:
-    def __init__(self, sub: JetStreamContext.PushSubscription) -> None:
-        self._sub = sub
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self._task = task
 
     async def stop(self) -> None:
-        with contextlib.suppress(nats.errors.Error):
-            await self._sub.unsubscribe()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+class _PartitionReader:
+    """Reads a partition in order through an ephemeral pull consumer, in batches.
+
+    The consumer is re-created from the last applied sequence whenever it fails or vanishes
+    (an ephemeral consumer lives on one node and dies with it), so a tail survives a node loss.
+    """
+
+    BATCH = 512
+    CHECK_EVERY = 5.0
+
+    def __init__(self, js: JetStreamContext, partition: int, after: int, handler: Handler):
+        self._js = js
+        self._partition = partition
+        self._position = after
+        self._handler = handler
+        self._sub: JetStreamContext.PullSubscription | None = None
+
+    async def open(self) -> None:
+        """Create the consumer starting just after the last applied sequence."""
+        await self._close()
+        self._sub = await self._js.pull_subscribe(
+            partition_subjects(self._partition),
+            stream=stream_name(self._partition),
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self._position + 1,
+                ack_policy=AckPolicy.NONE,
+                inactive_threshold=60.0,
+                mem_storage=True,
+                num_replicas=1,
+            ),
+        )
+
+    async def _close(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def run(self) -> None:
+        """Deliver forever; on trouble, wait a little and re-open where we stopped."""
+        try:
+            while True:
+                try:
+                    await self._pump()
+                except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+                    log.warning("tail_reopen", partition=self._partition, error=repr(exc))
+                await asyncio.sleep(0.25)
+                with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+                    await self.open()
+        finally:
+            await self._close()
+
+    async def _pump(self) -> None:
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
+        while True:
+            assert self._sub is not None
+            try:
+                msgs = await self._sub.fetch(self.BATCH, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                if loop.time() - checked > self.CHECK_EVERY:
+                    # Idle or dead? An ephemeral consumer on a lost node is simply gone.
+                    await self._sub.consumer_info()
+                    checked = loop.time()
+                continue
+            checked = loop.time()
+            for msg in msgs:
+                seq = msg.metadata.sequence.stream
+                if seq <= self._position:
+                    continue
+                await self._handler(recorded_from(self._partition, seq, msg.data))
+                self._position = seq
 
 
 class JetStreamEventStore:
@@ -221,23 +304,9 @@ class JetStreamEventStore:
         return int(info.state.last_seq)
 
     async def tail(self, partition: int, after_seq: int, handler: Handler) -> _NatsTail:
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=after_seq + 1,
-        )
-
-        async def on_msg(msg: Msg) -> None:
-            meta = msg.metadata
-            await handler(recorded_from(partition, meta.sequence.stream, msg.data))
-
-        sub = await self._js.subscribe(
-            partition_subjects(partition),
-            stream=stream_name(partition),
-            ordered_consumer=True,
-            config=config,
-            cb=on_msg,
-        )
-        return _NatsTail(sub)
+        reader = _PartitionReader(self._js, partition, after_seq, handler)
+        await reader.open()
+        return _NatsTail(asyncio.create_task(reader.run(), name=f"tail-{partition}"))
 
     async def raw(self, partition: int, seq: int) -> dict[str, Any] | None:
         """One stored message by sequence, for auditors; None when it is gone."""

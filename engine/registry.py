@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from datetime import UTC, datetime
 
@@ -97,9 +98,14 @@ class ExecutorRegistry:
             await asyncio.sleep(REFRESH_SECONDS)
 
 
+def presence_key(presence: Presence) -> str:
+    """The KV key of a pool: executor ids hold `@` and `:`, which KV keys may not."""
+    return re.sub(r"[^-/_=.A-Za-z0-9]", "_", f"{presence.family}.{presence.executor_id}")
+
+
 async def beat(kv: KeyValue, presence: Presence) -> None:
     """Announce (or re-announce) a live executor pool."""
-    key = f"{presence.family}.{presence.executor_id}"
+    key = presence_key(presence)
     await kv.put(
         key, msgspec.json.encode(msgspec.structs.replace(presence, seen_at=datetime.now(UTC)))
     )
@@ -108,4 +114,4 @@ async def beat(kv: KeyValue, presence: Presence) -> None:
 async def leave(kv: KeyValue, presence: Presence) -> None:
     """Withdraw an executor pool's announcement."""
     with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
-        await kv.delete(f"{presence.family}.{presence.executor_id}")
+        await kv.delete(presence_key(presence))
