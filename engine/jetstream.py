@@ -213,8 +213,13 @@ class _PartitionReader:
                 msgs = await self._sub.fetch(self.BATCH, timeout=1.0)
             except (TimeoutError, nats.errors.TimeoutError):
                 if loop.time() - checked > self.CHECK_EVERY:
-                    # Idle or dead? An ephemeral consumer on a lost node is simply gone.
-                    await self._sub.consumer_info()
+                    # Idle, or stuck? An ephemeral consumer on a lost node is gone (its info
+                    # request fails), or says it has messages it does not deliver.
+                    info = await self._sub.consumer_info()
+                    if info.num_pending:
+                        raise StoreUnavailable(
+                            f"tail of partition {self._partition} stalled"
+                        ) from None
                     checked = loop.time()
                 continue
             checked = loop.time()
