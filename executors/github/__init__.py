@@ -1,0 +1,1 @@
+"""`github.runner`: GitHub Actions workflow jobs on self-hosted runner labels."""
