@@ -14,12 +14,16 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from api.artifacts import ROUTES as ARTIFACT_ROUTES
 from api.auth import Principal, principal
+from api.logs import ROUTES as LOG_ROUTES
 from api.problems import HANDLERS, problem
 from api.sessions import ROUTES as SESSION_ROUTES
 from engine.accounts import KeyRing
 from engine.aggregates import SessionService
+from engine.artifacts import ArtifactStore
 from engine.errors import InvalidInput
+from engine.joblogs import JobLogs
 from engine.metrics import Metrics
 from engine.projection import ListFilter, decode_cursor, encode_cursor
 from engine.registry import ExecutorRegistry
@@ -50,6 +54,8 @@ class ApiDeps:
     sessions: SessionService | None = None
     workspace_sizes: Callable[[str], Awaitable[dict[str, int]]] = _no_sizes
     extra_routes: list[Any] = field(default_factory=list)
+    logs: JobLogs | None = None
+    artifacts: ArtifactStore | None = None
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
@@ -215,6 +221,8 @@ def create_app(deps: ApiDeps, *, max_body_bytes: int = 1_048_576) -> Litestar:
             readyz,
             metrics,
             *SESSION_ROUTES,
+            *ARTIFACT_ROUTES,
+            *LOG_ROUTES,
             *deps.extra_routes,
         ],
         dependencies={"who": Provide(principal)},

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from cli.sse import parse_sse
 from schemas.common import TERMINAL
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -164,6 +165,27 @@ class ApiClient:
         except msgspec.DecodeError as exc:
             raise ConnectionFailed(f"the API at {self.base_url} answered with non-JSON") from exc
 
+    def request_bytes(
+        self, method: str, path: str, *, content: bytes | None = None, timeout: float | None = None
+    ) -> bytes:
+        """One call with a raw body and a raw answer (files, archives); ApiError or
+        ConnectionFailed as `request`."""
+        try:
+            response = self._http.request(
+                method,
+                path,
+                content=content,
+                headers={"Content-Type": "application/x-tar"} if content is not None else None,
+                timeout=REQUEST_TIMEOUT if timeout is None else timeout,
+            )
+        except httpx.TimeoutException as exc:
+            raise ConnectionFailed(f"the API at {self.base_url} did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise ConnectionFailed(f"cannot reach the API at {self.base_url}: {exc}") from exc
+        if response.is_error:
+            raise _api_error(response)
+        return response.content
+
     def create_job(self, body: dict[str, Any]) -> Job:
         """`POST /v1/jobs`."""
         job: Job = self.request("POST", "/v1/jobs", body=body)
@@ -205,6 +227,27 @@ class ApiClient:
         kinds: dict[str, Any] = self.request("GET", "/v1/jobs/kinds")
         return kinds
 
+    def stream_lines(
+        self, path: str, *, params: Params | None = None, timeout: float | None = None
+    ) -> Iterator[bytes]:
+        """A streaming GET, line by line as the server sends them; `timeout` bounds the whole
+        stream (WaitTimeout when it runs out, as a stream may stay open for a long time)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        read = httpx.Timeout(REQUEST_TIMEOUT, read=None if timeout is None else timeout)
+        try:
+            with self._http.stream("GET", path, params=params, timeout=read) as response:
+                if response.is_error:
+                    response.read()
+                    raise _api_error(response)
+                for line in response.iter_lines():
+                    yield line.encode()
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise WaitTimeout(path, timeout or 0, None)
+        except httpx.TimeoutException as exc:
+            raise WaitTimeout(path, timeout or 0, None) from exc
+        except httpx.HTTPError as exc:
+            raise ConnectionFailed(f"cannot reach the API at {self.base_url}: {exc}") from exc
+
 
 def _segment(job_id: str) -> str:
     """A job id as one path segment (ids never contain `/`; refuse rather than mis-route)."""
@@ -221,10 +264,52 @@ def is_terminal(job: Job) -> bool:
 def wait_for_terminal(client: ApiClient, job_id: str, *, timeout: float | None = None) -> Job:
     """Block until the job is terminal and return it; WaitTimeout after `timeout` seconds.
 
-    The one place that knows how to wait: it polls `GET /v1/jobs/{id}` with a capped backoff
-    today, and is where a `GET /v1/jobs/{id}/events` stream would plug in later.
+    The one place that knows how to wait: it follows `GET /v1/jobs/{id}/events`, which ends
+    when the job is terminal; against a server without that stream it polls
+    `GET /v1/jobs/{id}` with a capped backoff.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        return _wait_streaming(client, job_id, deadline, timeout)
+    except _NoStream:
+        return _wait_polling(client, job_id, deadline, timeout)
+
+
+class _NoStream(Exception):
+    """The server has no job event stream."""
+
+
+def _wait_streaming(
+    client: ApiClient, job_id: str, deadline: float | None, timeout: float | None
+) -> Job:
+    path = f"/v1/jobs/{_segment(job_id)}/events"
+    last: str | None = None
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise WaitTimeout(job_id, timeout or 0, None)
+        lines = client.stream_lines(
+            path, params={"after": last} if last else None, timeout=remaining
+        )
+        try:
+            for message in parse_sse(line.decode() for line in lines):
+                last = message.id or last
+        except WaitTimeout:
+            raise WaitTimeout(job_id, timeout or 0, None) from None
+        except ApiError as exc:
+            if exc.status not in (404, 405):
+                raise
+            client.get_job(job_id)  # 404 here too: no such job, say so
+            raise _NoStream from exc  # the job exists, the stream does not
+        job = client.get_job(job_id, timeout=_request_budget(remaining))
+        if is_terminal(job):
+            return job
+        time.sleep(POLL_START)  # the stream ended early (a server shutting down): resume
+
+
+def _wait_polling(
+    client: ApiClient, job_id: str, deadline: float | None, timeout: float | None
+) -> Job:
     delay = POLL_START
     status: str | None = None
     while True:

@@ -18,6 +18,7 @@ from cli.client import (
     is_terminal,
     wait_for_terminal,
 )
+from cli.follow import cmd_logs, stream_job
 from schemas.common import JobStatus
 
 Handler = Callable[[ApiClient, argparse.Namespace], int]
@@ -134,15 +135,20 @@ def show_final(job: Job, args: argparse.Namespace) -> int:
 # --- handlers --------------------------------------------------------------------------------
 
 
-def submit(
-    client: ApiClient, args: argparse.Namespace, kind: str, job_input: dict[str, Any]
-) -> int:
-    """Create a job of `kind`, then show it, or wait for it with `--wait`."""
+def request_body(args: argparse.Namespace, kind: str, job_input: dict[str, Any]) -> dict[str, Any]:
+    """The `POST /v1/jobs` body: kind, input and the scheduling flags given."""
     body: dict[str, Any] = {"kind": kind, "input": job_input}
     for name in ("run_at", "idempotency_key", "max_attempts"):
         if getattr(args, name) is not None:
             body[name] = getattr(args, name)
-    job = client.create_job(body)
+    return body
+
+
+def submit(
+    client: ApiClient, args: argparse.Namespace, kind: str, job_input: dict[str, Any]
+) -> int:
+    """Create a job of `kind`, then show it, or wait for it with `--wait`."""
+    job = client.create_job(request_body(args, kind, job_input))
     if not (args.wait or args.timeout is not None):
         return show_job(job, args)
     if not is_terminal(job):
@@ -159,31 +165,73 @@ def exec_input(args: argparse.Namespace) -> dict[str, Any]:
     """The `sandbox.exec` input the `exec` flags describe."""
     if args.ephemeral and not args.image:
         raise UsageError("jobs exec: --ephemeral needs --image")
-    job_input: dict[str, Any] = (
-        {"ephemeral": True, "image": args.image, "command": args.command}
-        if args.ephemeral
-        else {"workspace": args.workspace, "command": args.command}
-    )
+    job_input: dict[str, Any] = {"command": args.command}
+    if args.session:
+        job_input["session_id"] = args.session
+    elif args.ephemeral:
+        job_input.update(ephemeral=True, image=args.image)
+    else:
+        job_input["workspace"] = args.workspace
     if args.image and not args.ephemeral:
         job_input["image"] = args.image
     if args.env:
         job_input["env"] = dict(args.env)
-    if args.timeout_ms is not None:
-        job_input["timeout_ms"] = args.timeout_ms
+    optional = {
+        "timeout_ms": args.timeout_ms,
+        "workdir": args.workdir,
+        "cpu": args.cpu,
+        "memory_mb": args.memory_mb,
+        "pids": args.pids,
+        "network": args.network,
+    }
+    job_input.update({name: value for name, value in optional.items() if value is not None})
+    if args.stdin_file is not None:
+        job_input["stdin"] = read_text(args.stdin_file)
     return job_input
 
 
+def read_text(path: str) -> str:
+    """`--stdin-file`: a file's text, or this process's own input for `-`."""
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"jobs exec: cannot read --stdin-file {path}: {exc}") from exc
+
+
 def cmd_exec(client: ApiClient, args: argparse.Namespace) -> int:
-    """`jobs exec`: a `sandbox.exec` job."""
-    return submit(client, args, "sandbox.exec", exec_input(args))
+    """`jobs exec`: a `sandbox.exec` job; with `--wait` and no `--json`, its output streams
+    live and the exit code is the command's."""
+    job_input = exec_input(args)
+    if (args.wait or args.timeout is not None) and not args.json:
+        return stream_job(client, request_body(args, "sandbox.exec", job_input), args.timeout)
+    return submit(client, args, "sandbox.exec", job_input)
+
+
+def scrape_input(args: argparse.Namespace) -> dict[str, Any]:
+    """The `browser.scrape` input the `scrape` flags describe (only the flags given)."""
+    given = {
+        "selector": args.selector,
+        "wait_until": args.wait_until,
+        "wait_for_selector": args.wait_for_selector,
+        "timeout_ms": args.timeout_ms,
+        "session_id": args.session,
+    }
+    job_input: dict[str, Any] = {"url": args.url}
+    job_input.update({name: value for name, value in given.items() if value is not None})
+    job_input.update(
+        {flag: True for flag in ("html", "attributes", "screenshot") if getattr(args, flag)}
+    )
+    if args.first:
+        job_input["all"] = False
+    return job_input
 
 
 def cmd_scrape(client: ApiClient, args: argparse.Namespace) -> int:
     """`jobs scrape`: a `browser.scrape` job."""
-    job_input: dict[str, Any] = {"url": args.url}
-    if args.selector is not None:
-        job_input["selector"] = args.selector
-    return submit(client, args, "browser.scrape", job_input)
+    return submit(client, args, "browser.scrape", scrape_input(args))
 
 
 def list_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -288,11 +336,27 @@ def _add_exec(jobs: SubParsers, common: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--workspace", help="workspace to run in")
     where.add_argument("--ephemeral", action="store_true", help="a throwaway sandbox (--image)")
+    where.add_argument("--session", metavar="ID", help="a live sandbox session to run in")
     p.add_argument("--image", help="container image")
     p.add_argument("--env", type=env_pair, action="append", metavar="NAME=VALUE")
     p.add_argument("--timeout-ms", type=positive_int, metavar="N", help="command time limit")
+    p.add_argument("--workdir", metavar="PATH", help="where the command starts")
+    p.add_argument("--stdin-file", metavar="PATH", help="the command's input ('-': this one's)")
+    p.add_argument("--cpu", type=float, metavar="N", help="CPUs")
+    p.add_argument("--memory-mb", type=positive_int, metavar="N", help="memory limit")
+    p.add_argument("--pids", type=positive_int, metavar="N", help="process limit")
+    p.add_argument("--network", choices=["none", "bridge"])
     _add_submit(p)
     p.set_defaults(func=run(cmd_exec))
+
+
+def _add_logs(jobs: SubParsers, common: argparse.ArgumentParser) -> None:
+    p = jobs.add_parser("logs", parents=[common], help="a job's output (--follow: live)")
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("--follow", "-f", action="store_true", help="stream until the attempt ends")
+    p.add_argument("--attempt", type=positive_int, metavar="N", help="default: the latest")
+    p.add_argument("--timeout", type=seconds, metavar="SECONDS", help="stop following after")
+    p.set_defaults(func=run(cmd_logs))
 
 
 def _add_list(jobs: SubParsers, common: argparse.ArgumentParser) -> None:
@@ -339,11 +403,20 @@ def register_jobs(sub: SubParsers) -> None:
     scrape = jobs.add_parser("scrape", parents=[common], help="scrape a page (browser.scrape)")
     scrape.add_argument("--url", required=True)
     scrape.add_argument("--selector", help="CSS selector to extract")
+    scrape.add_argument("--first", action="store_true", help="only the first match")
+    scrape.add_argument("--html", action="store_true", help="include HTML")
+    scrape.add_argument("--attributes", action="store_true", help="include matches' attributes")
+    scrape.add_argument("--wait-until", choices=["load", "domcontentloaded", "networkidle"])
+    scrape.add_argument("--wait-for-selector", metavar="CSS", help="wait until this matches")
+    scrape.add_argument("--timeout-ms", type=positive_int, metavar="N", help="page time limit")
+    scrape.add_argument("--screenshot", action="store_true", help="store a PNG artifact")
+    scrape.add_argument("--session", metavar="ID", help="run in this browser session")
     _add_submit(scrape)
     scrape.set_defaults(func=run(cmd_scrape))
 
     _add_list(jobs, common)
     _add_by_id(jobs, common)
+    _add_logs(jobs, common)
 
     kinds = jobs.add_parser("kinds", parents=[common], help="job kinds and their input schemas")
     kinds.set_defaults(func=run(cmd_kinds))

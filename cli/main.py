@@ -11,9 +11,13 @@ from typing import Any
 
 import msgspec
 
+from cli.audit import register_audit
+from cli.events import register_events
 from cli.jobs import register_jobs
 from cli.logs import configure_logging
 from cli.natsctx import deployment
+from cli.runner import register_runner
+from cli.workspaces import register_workspaces
 from engine.accounts import KeyRing, set_account_limit
 from engine.errors import DomainError
 from engine.settings import ROLES, Settings, settings_from_env
@@ -158,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     accounts.set_defaults(func=cmd_accounts)
 
     register_jobs(sub)
+    register_runner(sub)
+    register_workspaces(sub)
+    register_events(sub)
+    register_audit(sub)
     return parser
 
 

@@ -18,23 +18,39 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from api.app import ApiDeps, create_app
+from api.runners import runner_routes
+from cli.subscribers import Subscribers
 from engine.accounts import KeyRing, account_limits
 from engine.aggregates import SessionService
+from engine.artifacts import ArtifactStore
+from engine.auditlog import bulk_catch_up
 from engine.dispatcher import Dispatcher
 from engine.embedded import EmbeddedNats
 from engine.errors import EngineError
 from engine.jetstream import JetStreamEventStore, bootstrap, connect
+from engine.joblogs import JobLogs
+from engine.logread import LogReader
 from engine.metrics import Metrics
 from engine.projection import ReadModel
 from engine.registry import ExecutorRegistry, presence_bucket
+from engine.runners import RunnerBoard, runners_bucket
+from engine.sandbox import check_input as check_sandbox_input
 from engine.service import JobService
 from engine.settings import Settings
 from engine.subjects import stream_name
+from engine.vault import SecretVault
 from engine.workqueue import JetStreamWorkQueue
 from executors.base import Executor
+from executors.browser import browser_executor
 from executors.echo import EchoExecutor
+from executors.errors import BackendUnavailable
+from executors.github.executor import GithubExecutor
 from executors.lifecycle import LifecycleExecutor
 from executors.runtime import ExecutorPool
+from executors.sandbox import SandboxExecutor
+from executors.sandbox_sessions import record_workspace
+from executors.workspace_files import WorkspaceFiles
+from executors.workspaces import DockerWorkspaces
 
 log = structlog.get_logger("chaser.serve")
 
@@ -45,8 +61,28 @@ def executor_factories() -> dict[str, Callable[[Settings], Executor]]:
     """Executor families this build can run, by name."""
     return {
         "system": lambda _settings: EchoExecutor(),
-        "lifecycle": lambda _settings: LifecycleExecutor(),
+        "lifecycle": lambda _settings: LifecycleExecutor(DockerWorkspaces()),
+        "sandbox": SandboxExecutor,
+        "browser": browser_executor,
+        "github": GithubExecutor,
     }
+
+
+def _bound(
+    executor: Executor,
+    sessions: SessionService,
+    js: JetStreamContext | None = None,
+    replicas: int = 1,
+) -> Executor:
+    """Give an executor that asks for it the session service (`bind_sessions`) and the
+    JetStream context (`bind_jetstream`)."""
+    bind = getattr(executor, "bind_sessions", None)
+    if callable(bind):
+        bind(sessions)
+    bind_js = getattr(executor, "bind_jetstream", None)
+    if callable(bind_js) and js is not None:
+        bind_js(js, replicas)
+    return executor
 
 
 SESSION_SWEEP_SECONDS = 1.0
@@ -70,8 +106,11 @@ class Engine:
         self.pools: list[ExecutorPool] = []
         self.dispatcher: Dispatcher | None = None
         self.read_model: ReadModel | None = None
+        self.subscribers: Subscribers | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.url = ""
+        self.workspaces = DockerWorkspaces()
+        self.files = WorkspaceFiles(settings.default_image)
 
     async def start(self) -> ApiDeps:
         """Start NATS (embedded or joined), bootstrap streams, and every role asked for."""
@@ -86,7 +125,16 @@ class Engine:
         boot = await bootstrap(js, settings)
         store = JetStreamEventStore(js, boot.partitions)
         self.read_model = ReadModel(store)
-        service = JobService(store, self.read_model, read_wait=settings.read_wait_seconds)
+        self.subscribers = Subscribers(js, self.read_model, settings, boot.partitions)
+        service = JobService(
+            store,
+            self.read_model,
+            read_wait=settings.read_wait_seconds,
+            check_input=lambda kind, spec: check_sandbox_input(settings, kind, spec),
+            seal_input=SecretVault(
+                js, replicas=settings.effective_replicas, max_age_days=settings.event_max_age_days
+            ).seal,
+        )
         sessions = SessionService(service, js)
         presence = await presence_bucket(js, settings.effective_replicas)
         registry = ExecutorRegistry(presence)
@@ -101,7 +149,8 @@ class Engine:
                 limits=await account_limits(js),
                 available=registry.available,
             )
-        await self.read_model.start()
+        await self.read_model.start(bulk_catch_up(LogReader(js)))
+        await self.subscribers.start()
         if self.dispatcher is not None:
             await self.dispatcher.start()
             self._tasks.append(asyncio.create_task(self._watch_limits(js)))
@@ -109,6 +158,8 @@ class Engine:
         self._tasks.append(asyncio.create_task(self._watch_registry(registry)))
         if "executor" in roles:
             await self._start_pools(js, sessions, registry, presence)
+            if self.dispatcher is not None:
+                self.dispatcher.kick()
         await self.read_model.wait_ready()
         metrics.live = True
         log.info("engine_ready", nats=url, partitions=boot.partitions, roles=sorted(roles))
@@ -120,6 +171,23 @@ class Engine:
             ready=lambda: self._ready(js, boot.partitions),
             queue_depth=self.dispatcher.backlog_depth if self.dispatcher else dict,
             sessions=sessions,
+            workspace_sizes=self.workspaces.sizes,
+            logs=JobLogs(js),
+            extra_routes=[
+                *self.subscribers.routes(),
+                runner_routes(
+                    RunnerBoard(await runners_bucket(js, settings.effective_replicas)).live,
+                    self.files,
+                    lambda account, name: record_workspace(
+                        sessions, account, name, actor="api", job_id=None
+                    ),
+                ),
+            ],
+            artifacts=ArtifactStore(
+                js,
+                replicas=settings.effective_replicas,
+                max_age_days=settings.event_max_age_days,
+            ),
         )
 
     async def _start_pools(
@@ -139,13 +207,20 @@ class Engine:
                 self.nc,
                 js,
                 sessions.jobs,
-                factories[family](self.settings),
+                _bound(
+                    factories[family](self.settings), sessions, js, self.settings.effective_replicas
+                ),
                 concurrency=self.settings.executor_concurrency,
                 lease_seconds=self.settings.lease_seconds,
                 presence=presence,
                 sessions=sessions,
             )
-            await pool.start()
+            try:
+                await pool.start()
+            except BackendUnavailable as exc:
+                # A deployment without Docker (or Chromium) still starts, without the family.
+                log.warning("executor_family_unavailable", family=family, reason=str(exc))
+                continue
             registry.mark_local(family)
             self.pools.append(pool)
 
@@ -189,10 +264,14 @@ class Engine:
             await pool.stop(self.settings.shutdown_grace_seconds)
         if self.dispatcher is not None:
             await self.dispatcher.stop()
+        if self.subscribers is not None:
+            await self.subscribers.stop()
         for task in self._tasks:
             task.cancel()
         if self.read_model is not None:
             await self.read_model.stop()
+        await self.workspaces.close()
+        await self.files.close()
         if self.nc is not None:
             # Every component has stopped and every append was acknowledged: close, do not
             # drain (a drain waits on subscriptions already gone and can stall for 30 s).
@@ -236,6 +315,8 @@ async def serve(settings: Settings) -> None:
             log.info("api_listening", url=f"http://{settings.host}:{settings.port}")
         await stop.wait()
         log.info("shutdown_requested")
+        if engine.subscribers is not None:
+            engine.subscribers.close_feeds()  # live streams never end by themselves
         if server is not None:
             server.should_exit = True
             await api_task

@@ -19,8 +19,9 @@ from typing import Protocol
 import structlog
 
 from engine import decide
-from engine.errors import ConcurrencyConflict, EngineError, InvalidTransition
+from engine.errors import ConcurrencyConflict, InvalidTransition, StoreUnavailable
 from engine.projection import ReadModel
+from engine.sandbox import serial_key
 from engine.service import JobService
 from engine.store import Recorded
 from schemas.common import TERMINAL, JobStatus
@@ -34,6 +35,8 @@ log = structlog.get_logger("chaser.dispatcher")
 ACTOR = "dispatcher"
 Key = tuple[str, str]
 Lane = tuple[str, str]  # (account, executor family)
+# How far past a busy workspace's waiting jobs the gate looks for other runnable jobs.
+SERIAL_SCAN = 256
 
 
 class WorkQueue(Protocol):
@@ -127,8 +130,9 @@ class Dispatcher:
             self._kick.clear()
             try:
                 await self._tick()
-            except EngineError as exc:
-                log.warning("dispatcher_tick_failed", error=str(exc))
+            except Exception as exc:
+                # The dispatcher must outlive a NATS outage: log, wait, look again.
+                log.warning("dispatcher_tick_failed", error=repr(exc))
                 await asyncio.sleep(0.5)
                 self._kick.set()
 
@@ -232,22 +236,63 @@ class Dispatcher:
                 self._inflight.setdefault(job.account, set()).add((job.account, job.id))
                 batch.append(WorkItem(state=job))
                 progress = True
-        if batch:
-            await asyncio.gather(*(self._queue.release(item) for item in batch))
-            self.released += len(batch)
+        if not batch:
+            return
+        outcomes = await asyncio.gather(
+            *(self._queue.release(item) for item in batch), return_exceptions=True
+        )
+        failed = [item for item, out in zip(batch, outcomes, strict=True) if out is not None]
+        self.released += len(batch) - len(failed)
+        for item in failed:
+            # Not released after all (the work stream did not answer): back to its backlog,
+            # marked dirty, so the next tick tries again.
+            key = (item.state.account, item.state.id)
+            self._inflight[item.state.account].discard(key)
+            self._dirty.add(key)
+        if failed:
+            raise StoreUnavailable(f"{len(failed)} releases failed: {outcomes[0]!r}")
 
     def _next_runnable(self, lane: Lane) -> JobState | None:
+        """The lane's first queued job whose workspace (or session) no in-flight job holds;
+        jobs behind a busy workspace keep their place (up to SERIAL_SCAN of them)."""
         account = lane[0]
         backlog = self._backlog[lane]
         inflight = self._inflight.setdefault(account, set())
-        while backlog and len(inflight) < self.limit_of(account):
+        busy: set[str] | None = None  # computed once a job that needs it is met
+        waiting: list[Key] = []
+        found: JobState | None = None
+        while backlog and len(inflight) < self.limit_of(account) and len(waiting) < SERIAL_SCAN:
             key = backlog.popleft()
-            self._queued.discard(key)
             job = self._read.get(*key)
-            if job is not None and job.status is JobStatus.QUEUED:
-                if not backlog:
-                    del self._backlog[lane]
-                return job
+            if job is None or job.status is not JobStatus.QUEUED:
+                self._queued.discard(key)
+                continue
+            serial = self._serial(job)
+            busy = self._busy(inflight) if serial is not None and busy is None else busy
+            if busy is not None and serial in busy:
+                waiting.append(key)
+                continue
+            self._queued.discard(key)
+            found = job
+            break
+        backlog.extendleft(reversed(waiting))
         if not backlog:
             del self._backlog[lane]
-        return None
+        return found
+
+    def _serial(self, job: JobState) -> str | None:
+        def session_workspace(account: str, session_id: str) -> str | None:
+            session = self._read.session(account, session_id)
+            return session.workspace if session is not None else None
+
+        return serial_key(job, session_workspace)
+
+    def _busy(self, inflight: set[Key]) -> set[str]:
+        """Workspaces (and sessions) held by an account's released or running jobs."""
+        held: set[str] = set()
+        for key in inflight:
+            job = self._read.get(*key)
+            serial = self._serial(job) if job is not None else None
+            if serial is not None:
+                held.add(serial)
+        return held

@@ -35,6 +35,14 @@ SOURCES: dict[type[AnyJobEvent], frozenset[JobStatus]] = {
     JobCancelled: frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RUNNING}),
     JobRetried: frozenset({JobStatus.FAILED, JobStatus.CANCELLED}),
 }
+# The same two tables keyed by plain strings: hashing a StrEnum member runs Enum.__hash__ in
+# Python, and `check` runs for every event of a rebuild from the log.
+_NEXT: dict[str, frozenset[str]] = {
+    status.value: frozenset(t.value for t in targets) for status, targets in TRANSITIONS.items()
+}
+_FROM: dict[type[AnyJobEvent], frozenset[str]] = {
+    kind: frozenset(s.value for s in sources) for kind, sources in SOURCES.items()
+}
 
 
 def target_status(state: JobState | None, event: AnyJobEvent) -> JobStatus:
@@ -63,18 +71,19 @@ def target_status(state: JobState | None, event: AnyJobEvent) -> JobStatus:
 def check(state: JobState | None, event: AnyJobEvent) -> JobStatus:
     """Return the status after `event`, or raise InvalidTransition if it is not allowed."""
     target = target_status(state, event)
-    change = type(event).__name__
+    kind = type(event)
     if state is None:
-        if isinstance(event, JobCreated):
+        if kind is JobCreated:
             return target
-        raise InvalidTransition(event.job_id, "absent", change)
-    if isinstance(event, JobCreated):
-        raise InvalidTransition(state.id, state.status, change)
-    if target not in TRANSITIONS[state.status] or state.status not in SOURCES[type(event)]:
-        raise InvalidTransition(state.id, state.status, change)
-    expected_attempt = state.attempt + 1 if isinstance(event, JobRetried) else state.attempt
+        raise InvalidTransition(event.job_id, "absent", kind.__name__)
+    # No status is a source of JobCreated (_FROM is empty for it): a second creation fails here.
+    status = str(state.status)
+    if str(target) not in _NEXT[status] or status not in _FROM[kind]:
+        raise InvalidTransition(state.id, state.status, kind.__name__)
+    expected_attempt = state.attempt + 1 if kind is JobRetried else state.attempt
     if event.attempt != expected_attempt:
-        raise InvalidTransition(state.id, f"{state.status} at attempt {state.attempt}", change)
+        where = f"{state.status} at attempt {state.attempt}"
+        raise InvalidTransition(state.id, where, kind.__name__)
     return target
 
 

@@ -26,7 +26,7 @@ from nats.js.kv import KeyValue
 
 from engine.errors import ConcurrencyConflict, StoreUnavailable
 from engine.settings import Settings
-from engine.store import Handler, Recorded, recorded_from
+from engine.store import Handler, Recorded, Skip, recorded_from
 from engine.subjects import (
     CONTROL_STREAM,
     KEYS_BUCKET,
@@ -161,8 +161,16 @@ class _PartitionReader:
     BATCH = 512
     CHECK_EVERY = 5.0
 
-    def __init__(self, js: JetStreamContext, partition: int, after: int, handler: Handler):
+    def __init__(
+        self,
+        js: JetStreamContext,
+        partition: int,
+        after: int,
+        handler: Handler,
+        on_skip: Skip | None = None,
+    ):
         self._js = js
+        self._on_skip = on_skip
         self._partition = partition
         self._position = after
         self._handler = handler
@@ -227,7 +235,16 @@ class _PartitionReader:
                 seq = msg.metadata.sequence.stream
                 if seq <= self._position:
                     continue
-                await self._handler(recorded_from(self._partition, seq, msg.data))
+                try:
+                    rec = recorded_from(self._partition, seq, msg.data)
+                except msgspec.DecodeError as exc:
+                    # Never stall a tail on one bad message: skip it, and say so (the
+                    # auditor reports it with its sequence).
+                    log.error("event_undecodable", partition=self._partition, seq=seq)
+                    if self._on_skip is not None:
+                        self._on_skip(self._partition, seq, str(exc))
+                else:
+                    await self._handler(rec)
                 self._position = seq
 
 
@@ -308,8 +325,10 @@ class JetStreamEventStore:
         info = await self._js.stream_info(stream_name(partition))
         return int(info.state.last_seq)
 
-    async def tail(self, partition: int, after_seq: int, handler: Handler) -> _NatsTail:
-        reader = _PartitionReader(self._js, partition, after_seq, handler)
+    async def tail(
+        self, partition: int, after_seq: int, handler: Handler, on_skip: Skip | None = None
+    ) -> _NatsTail:
+        reader = _PartitionReader(self._js, partition, after_seq, handler, on_skip)
         await reader.open()
         return _NatsTail(asyncio.create_task(reader.run(), name=f"tail-{partition}"))
 

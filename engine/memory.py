@@ -7,7 +7,7 @@ import contextlib
 from functools import partial
 
 from engine.errors import ConcurrencyConflict
-from engine.store import Handler, Recorded, recorded_from
+from engine.store import Handler, Recorded, Skip, recorded_from
 from engine.subjects import aggregate_filter, partition_of
 from schemas.events import encode_event
 from schemas.log import AnyEvent, aggregate_of
@@ -63,7 +63,9 @@ class MemoryEventStore:
     async def last_seq(self, partition: int) -> int:
         return len(self._log[partition])
 
-    async def tail(self, partition: int, after_seq: int, handler: Handler) -> _MemoryTail:
+    async def tail(
+        self, partition: int, after_seq: int, handler: Handler, on_skip: Skip | None = None
+    ) -> _MemoryTail:
         async def run() -> None:
             log = self._log[partition]
             position = after_seq

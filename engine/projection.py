@@ -9,7 +9,7 @@ import asyncio
 import base64
 import binascii
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,6 +30,9 @@ from schemas.state import JobState
 log = structlog.get_logger("chaser.projection")
 
 Listener = Callable[[JobState | None, JobState, Recorded], None]
+# Folds a partition's stored events up to a sequence, in batches, through `apply_batch`
+# (engine.auditlog.bulk_catch_up).
+CatchUp = Callable[[int, int, Callable[[Sequence[Recorded]], None]], Awaitable[None]]
 
 
 class ListFilter(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,6 +101,7 @@ class ReadModel:
         self._targets: list[int] = []
         self.events_applied = 0
         self.rejected: list[tuple[Recorded, str]] = []
+        self.undecodable: list[tuple[int, int, str]] = []
         self.lag_seconds = 0.0
 
     def listen(self, listener: Listener) -> None:
@@ -108,11 +112,18 @@ class ReadModel:
         """Call `watcher(recorded)` for every event of any aggregate, after it is applied."""
         self._watchers.append(watcher)
 
-    async def start(self) -> None:
-        """Tail every partition from the beginning; `ready` is set once caught up."""
+    async def start(self, catch_up: CatchUp | None = None) -> None:
+        """Tail every partition from the beginning; `ready` is set once caught up.
+
+        `catch_up(partition, seq, apply_batch)`, when given, first folds what is stored up to
+        the start-up target with the same fold, faster (bulk reads); the tails take over from
+        there."""
         self._targets = [await self._store.last_seq(p) for p in range(self._store.partitions)]
+        if catch_up is not None:
+            for p, target in enumerate(self._targets):
+                await catch_up(p, target, self.apply_batch)
         for p in range(self._store.partitions):
-            self._tails.append(await self._store.tail(p, 0, self._apply))
+            self._tails.append(await self._store.tail(p, self._applied[p], self._apply, self._skip))
         self._check_ready()
 
     async def wait_ready(self, timeout: float | None = None) -> None:
@@ -130,6 +141,11 @@ class ReadModel:
             await tail.stop()
         self._tails.clear()
 
+    def _skip(self, partition: int, seq: int, reason: str) -> None:
+        """A stored message that does not decode: counted as applied, kept for the auditor."""
+        self.undecodable.append((partition, seq, reason))
+        self._advance(partition, seq)
+
     def _check_ready(self) -> None:
         if not self._ready.is_set() and all(
             a >= t for a, t in zip(self._applied, self._targets, strict=True)
@@ -137,6 +153,22 @@ class ReadModel:
             self._ready.set()
 
     async def _apply(self, rec: Recorded) -> None:
+        self.apply(rec)
+
+    def apply(self, rec: Recorded) -> None:
+        """Fold one stored event in (the live tail's handler)."""
+        self._fold(rec)
+        self._settle(rec)
+
+    def apply_batch(self, recs: Sequence[Recorded]) -> None:
+        """Fold a batch of one partition's events, in order (a bulk catch-up's step): the same
+        fold per event, with the lag and the applied position settled once, after the batch."""
+        for rec in recs:
+            self._fold(rec)
+        if recs:
+            self._settle(recs[-1])
+
+    def _fold(self, rec: Recorded) -> None:
         event = rec.event
         try:
             if isinstance(event, JobEvent):
@@ -157,8 +189,10 @@ class ReadModel:
         for watcher in self._watchers:
             watcher(rec)
         self.events_applied += 1
+
+    def _settle(self, rec: Recorded) -> None:
         # Lag: how long after its append the newest event was folded (0 when idle).
-        self.lag_seconds = max(time.time() - event.at.timestamp(), 0.0)
+        self.lag_seconds = max(time.time() - rec.event.at.timestamp(), 0.0)
         self._advance(rec.partition, rec.seq)
 
     def _apply_job(self, rec: Recorded, event: AnyJobEvent) -> None:
@@ -186,7 +220,8 @@ class ReadModel:
                 else:
                     keep.append((target, fut))
             self._waiters[partition] = keep
-        if not self._ready.is_set():
+        # Only the event that reaches its partition's start-up target can complete the catch-up.
+        if not self._ready.is_set() and self._targets and seq >= self._targets[partition]:
             self._check_ready()
 
     def applied(self, partition: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from engine.projection import ReadModel
 from engine.store import EventStore, Recorded
 from schemas.api import CreateJobRequest
 from schemas.events import AnyJobEvent, JobEvent
-from schemas.kinds import KINDS, validate_input
+from schemas.kinds import KINDS, Input, validate_input
 from schemas.state import JobState
 
 log = structlog.get_logger("chaser.service")
@@ -47,10 +47,10 @@ def validation_problem(exc: msgspec.ValidationError, prefix: str) -> InvalidInpu
     field = (prefix + path.replace("[", ".").replace("]", "")).strip(".")
     missing = re.match(r"Object missing required field `(?P<name>[^`]+)`", reason)
     if missing:
-        field = f"{field}.{missing.group('name')}"
+        field = ".".join(part for part in (field, missing.group("name")) if part)
     unknown = re.match(r"Object contains unknown field `(?P<name>[^`]+)`", reason)
     if unknown:
-        field = f"{field}.{unknown.group('name')}"
+        field = ".".join(part for part in (field, unknown.group("name")) if part)
     return InvalidInput(field or prefix or "body", reason)
 
 
@@ -65,12 +65,18 @@ class JobService:
         read_wait: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
         entropy: Callable[[int], bytes] = os.urandom,
+        check_input: Callable[[str, Input], None] | None = None,
+        seal_input: Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self.store = store
         self.read_model = read_model
         self._read_wait = read_wait
         self._clock = clock
         self._entropy = entropy
+        # The deployment's own rules on inputs (e.g. sandbox maxima); raises InvalidInput.
+        self._check_input = check_input
+        # Takes secrets out of an input before it is stored (account, kind, input).
+        self._seal_input = seal_input
 
     def stamp(self, actor: str, **extra: Any) -> decide.Stamp:
         """A fresh event id and time for an actor."""
@@ -83,9 +89,11 @@ class JobService:
         if request.kind not in KINDS:
             raise InvalidInput("kind", f"unknown kind {request.kind!r}; see GET /v1/jobs/kinds")
         try:
-            validate_input(request.kind, request.input)
+            parsed = validate_input(request.kind, request.input)
         except msgspec.ValidationError as exc:
             raise validation_problem(exc, "input") from exc
+        if self._check_input is not None:
+            self._check_input(request.kind, parsed)
         stamp = self.stamp(actor)
         digest = None
         if request.idempotency_key is not None:
@@ -95,11 +103,14 @@ class JobService:
             digest = decide.request_digest(body)
         else:
             job_id = decide.job_id_for(at=stamp.at, entropy=self._entropy(10))
+        stored = request.input
+        if self._seal_input is not None:
+            stored = await self._seal_input(account, request.kind, request.input)
         event = decide.create(
             job_id=job_id,
             account=account,
             kind=request.kind,
-            input=request.input,
+            input=stored,
             stamp=stamp,
             run_at=request.run_at,
             max_attempts=request.max_attempts,

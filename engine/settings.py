@@ -29,9 +29,44 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     log_json: bool | None = None
     roles: frozenset[str] = ROLES
-    executor_families: frozenset[str] = frozenset({"system", "lifecycle"})
+    # `sandbox` and `github` are served only when Docker answers at start-up, `browser` only
+    # when a Chromium binary is found (see cli/server.py).
+    executor_families: frozenset[str] = frozenset(
+        {"system", "lifecycle", "sandbox", "browser", "github"}
+    )
     read_wait_seconds: float = 5.0
     max_body_bytes: int = 1_048_576
+    # Webhook URLs: networks and host names allowed despite the public-address rule.
+    webhook_allow: frozenset[str] = frozenset()
+    webhook_timeout_seconds: float = 10.0
+    # Sandboxes (Docker): the image when a job names none, networks, limits and their maxima.
+    default_image: str = "debian:bookworm-slim"
+    sandbox_network: str = "none"
+    sandbox_workspace_network: str = "bridge"
+    sandbox_cpu: float = 1.0
+    sandbox_memory_mb: int = 512
+    sandbox_pids: int = 512
+    sandbox_max_cpu: float = 4.0
+    sandbox_max_memory_mb: int = 8192
+    sandbox_max_pids: int = 4096
+    sandbox_timeout_seconds: float = 3600.0
+    sandbox_output_tail_bytes: int = 65536
+    sandbox_warm_containers: int = 2
+    sandbox_idle_seconds: float = 300.0
+    # Browsers (Chromium over CDP): the binary (default: found on PATH), networks and hosts
+    # the browser may reach despite the default refusal of non-public addresses, how many
+    # browsers, how many job pages at once, and whether a fresh page is kept ready.
+    chromium: str | None = None
+    browser_allow: frozenset[str] = frozenset()
+    browser_pool_size: int = 2
+    browser_max_pages: int = 8
+    browser_prewarm: bool = True
+    # GitHub Actions runners (`github.runner`): label sets and images (format in
+    # executors/github/runners.py), actions provided offline, and how long a job whose
+    # `runs-on` no runner serves waits in the queue before it fails.
+    runners: str = ""
+    actions_dir: str | None = None
+    github_queue_timeout_seconds: float = 600.0
 
     @property
     def effective_replicas(self) -> int:
@@ -69,6 +104,29 @@ _PARSERS = {
     "executor_families": _csv,
     "read_wait_seconds": float,
     "max_body_bytes": int,
+    "webhook_allow": _csv,
+    "webhook_timeout_seconds": float,
+    "default_image": str,
+    "sandbox_network": str,
+    "sandbox_workspace_network": str,
+    "sandbox_cpu": float,
+    "sandbox_memory_mb": int,
+    "sandbox_pids": int,
+    "sandbox_max_cpu": float,
+    "sandbox_max_memory_mb": int,
+    "sandbox_max_pids": int,
+    "sandbox_timeout_seconds": float,
+    "sandbox_output_tail_bytes": int,
+    "sandbox_warm_containers": int,
+    "sandbox_idle_seconds": float,
+    "chromium": str,
+    "browser_allow": _csv,
+    "browser_pool_size": int,
+    "browser_max_pages": int,
+    "browser_prewarm": _bool,
+    "runners": str,
+    "actions_dir": str,
+    "github_queue_timeout_seconds": float,
 }
 
 

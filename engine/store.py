@@ -11,7 +11,7 @@ import msgspec
 from schemas.log import AnyEvent, decode_event
 
 
-class Recorded(msgspec.Struct, frozen=True, kw_only=True):
+class Recorded(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """An event as stored: its partition, stream sequence, digest and decoded form."""
 
     partition: int
@@ -22,6 +22,7 @@ class Recorded(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Handler = Callable[[Recorded], Awaitable[None]]
+Skip = Callable[[int, int, str], None]
 
 
 class Tail(Protocol):
@@ -50,8 +51,11 @@ class EventStore(Protocol):
     async def last_seq(self, partition: int) -> int:
         """The newest sequence in a partition (0 when empty)."""
 
-    async def tail(self, partition: int, after_seq: int, handler: Handler) -> Tail:
-        """Call `handler` for every event after `after_seq`, in order, then live."""
+    async def tail(
+        self, partition: int, after_seq: int, handler: Handler, on_skip: Skip | None = None
+    ) -> Tail:
+        """Call `handler` for every event after `after_seq`, in order, then live; a stored
+        message that does not decode is passed to `on_skip(partition, seq, reason)`."""
 
 
 def digest_of(data: bytes) -> str:

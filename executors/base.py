@@ -35,6 +35,19 @@ class Failed(msgspec.Struct, frozen=True, kw_only=True):
 Outcome = Succeeded | Failed
 
 
+class Hold(msgspec.Struct, frozen=True, kw_only=True):
+    """Not here, not now: the job stays queued and is offered again after `delay` seconds."""
+
+    delay: float
+    reason: str = ""
+
+
+class Refuse(msgspec.Struct, frozen=True, kw_only=True):
+    """The job can never start: it fails from the queue with `error`."""
+
+    error: JobError
+
+
 class StepReport(msgspec.Struct, frozen=True, kw_only=True):
     """One finished step, as an executor reports it."""
 
@@ -103,6 +116,14 @@ class Executor(Protocol):
 
     async def run(self, ctx: JobContext) -> Outcome:
         """Run one attempt; cancellation arrives as asyncio.CancelledError."""
+
+
+@runtime_checkable
+class Admitting(Protocol):
+    """An executor that screens work before it starts it (runner labels, capacity)."""
+
+    async def admit(self, state: JobState) -> Hold | Refuse | None:
+        """None to start the job here now; Hold to leave it queued; Refuse to fail it."""
 
 
 @runtime_checkable

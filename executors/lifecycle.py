@@ -24,6 +24,18 @@ from schemas.sessions import SESSION_ENDED, AnySessionEvent, SessionState
 BUSY_WAIT_SECONDS = 30.0
 
 
+class WorkspaceBackendError(Exception):
+    """A backend could not delete a workspace; `code` becomes the job's error code."""
+
+    code = "workspace_backend_error"
+
+
+class WorkspaceBusy(WorkspaceBackendError):
+    """Something live (a session's container) holds the workspace."""
+
+    code = "workspace_busy"
+
+
 class WorkspaceBackend(Protocol):
     """Where workspaces live (Docker volumes)."""
 
@@ -46,7 +58,10 @@ class LifecycleExecutor:
         """Nothing to acquire."""
 
     async def stop(self) -> None:
-        """Nothing to release."""
+        """Release the workspace backend's connection, if it keeps one."""
+        close = getattr(self._workspaces, "close", None)
+        if close is not None:
+            await close()
 
     async def run(self, ctx: JobContext) -> Outcome:
         """Dispatch on the input's type."""
@@ -87,7 +102,10 @@ class LifecycleExecutor:
             )
         if self._workspaces is None:
             return JobError(code="workspace_backend_unavailable", message="no Docker here")
-        await self._workspaces.delete_workspace(ctx.account, name)
+        try:
+            await self._workspaces.delete_workspace(ctx.account, name)
+        except WorkspaceBackendError as exc:
+            return JobError(code=exc.code, message=str(exc))
         stamp = sessions.stamp(ctx.executor_id)
         await sessions.change_workspace(
             ctx.account,

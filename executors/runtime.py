@@ -37,8 +37,10 @@ from engine.subjects import (
     work_filters,
 )
 from executors.base import (
+    Admitting,
     Executor,
     Failed,
+    Hold,
     JobContext,
     Outcome,
     SessionHost,
@@ -215,6 +217,8 @@ class ExecutorPool:
             job_subject(partition, state.account, state.id, "JobCancelled"), cb=on_cancel
         )
         try:
+            if not await self._admitted(attempt):
+                return
             started = await self._take(attempt, msg.metadata.num_delivered > 1)
             if started is None:
                 await msg.ack()
@@ -232,6 +236,31 @@ class ExecutorPool:
             self._active.pop(state.id, None)
             with contextlib.suppress(nats.errors.Error):
                 await cancel_sub.unsubscribe()
+
+    async def _admitted(self, attempt: _Attempt) -> bool:
+        """Ask an executor that screens its work whether to start the job now: on Hold the
+        work goes back to the queue for later, on Refuse the job fails without starting."""
+        if not isinstance(self._executor, Admitting):
+            return True
+        current = self._service.read_model.get(attempt.state.account, attempt.state.id)
+        if current is not None and current.seq > attempt.state.seq:
+            if current.status in TERMINAL or current.attempt != attempt.state.attempt:
+                await attempt.msg.ack()  # cancelled or moved on meanwhile
+                return False
+            if current.status is not JobStatus.QUEUED:
+                return True  # running: a lost lease, which `_take` settles
+            attempt.state = current
+        verdict = await self._executor.admit(attempt.state)
+        if verdict is None:
+            return True
+        if isinstance(verdict, Hold):
+            await attempt.msg.nak(delay=verdict.delay)
+            return False
+        error = verdict.error
+        await self._append(attempt, lambda s: decide.fail(s, self._stamp(), error, retriable=False))
+        log.info("job_refused", job_id=attempt.state.id, code=error.code)
+        await attempt.msg.ack()
+        return False
 
     async def _take(self, attempt: _Attempt, redelivered: bool) -> JobState | None:
         """Append JobStarted; None when the job is no longer ours to run."""

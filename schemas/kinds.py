@@ -128,6 +128,18 @@ class GithubRunnerInput(Input, frozen=True, kw_only=True):
     matrix: dict[str, Any] | None = None
     needs: dict[str, Any] = {}
     queue_timeout_ms: TimeoutMs | None = None
+    # Set by the engine when it stores the job: `secrets` moved out of the event log.
+    secrets_ref: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    secret_names: list[str] = []
+    # Whole-workflow runs (`chaser runner run-workflow`): the run's identity, whether this
+    # workflow runs as a reusable-workflow call (its `workflow_call` inputs apply), and the
+    # status of every job this one needs transitively (`success`, `failure`, `cancelled`,
+    # `skipped`), which job-level `success()`/`failure()` read.
+    run_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    run_number: Annotated[int, msgspec.Meta(ge=1)] = 1
+    run_attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
+    workflow_call: bool = False
+    needs_status: Literal["success", "failure", "cancelled", "skipped"] | None = None
 
     def __post_init__(self) -> None:
         if (self.workflow is None) == (self.workflow_path is None):

@@ -110,7 +110,7 @@ AnySessionEvent = (
 AnyWorkspaceEvent = WorkspaceCreated | WorkspaceDeleted
 
 
-class SessionState(msgspec.Struct, frozen=True, kw_only=True):
+class SessionState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A session as the fold of its events."""
 
     id: str
@@ -135,7 +135,7 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True):
     last_hash: str = ""
 
 
-class WorkspaceState(msgspec.Struct, frozen=True, kw_only=True):
+class WorkspaceState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A workspace as the fold of its events."""
 
     name: str

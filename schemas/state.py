@@ -10,7 +10,7 @@ import msgspec
 from schemas.common import JobError, JobStatus, StepStatus
 
 
-class StepRecord(msgspec.Struct, frozen=True, kw_only=True):
+class StepRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One finished step of the current attempt."""
 
     index: int
@@ -23,7 +23,7 @@ class StepRecord(msgspec.Struct, frozen=True, kw_only=True):
     output_bytes: int = 0
 
 
-class JobState(msgspec.Struct, frozen=True, kw_only=True):
+class JobState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A job as the fold of its events; `seq` and `last_hash` locate its newest event."""
 
     id: str

@@ -7,6 +7,9 @@
 #   2. Docker: start dockerd in the background when `docker info` does not answer.
 #   3. Test image: build chaser-test/busybox:latest from busybox-static with
 #      `docker import` (no image registry is reachable here: never pull).
+#   4. Runner image: build chaser-test/runner:latest for `github.runner` jobs: busybox
+#      plus Debian's bash-static as /bin/bash (root's login shell), and python3 with its
+#      standard library copied from the host's Debian python3 when it is there.
 #
 # Idempotent and quiet on success: when everything is already in place it
 # prints nothing. It prints one line per change it makes, and a WARNING (on
@@ -17,6 +20,8 @@
 #
 # Environment knobs (all optional):
 #   CHASER_TEST_IMAGE      test image tag       (default chaser-test/busybox:latest)
+#   CHASER_RUNNER_IMAGE    runner image tag     (default chaser-test/runner:latest)
+#   CHASER_RUNNER_PYTHON=0 leave python3 out of the runner image
 #   CHASER_DOCKERD_LOG     dockerd log file     (default /tmp/chaser-dockerd.log)
 #   CHASER_DOCKERD_WAIT    seconds to wait for dockerd to answer (default 30)
 #   CHASER_SKIP_APT=1      never install Debian packages
@@ -25,6 +30,7 @@ set -euo pipefail
 
 DEBIAN_PACKAGES=(docker.io busybox-static chromium bash-static)
 TEST_IMAGE=${CHASER_TEST_IMAGE:-chaser-test/busybox:latest}
+RUNNER_IMAGE=${CHASER_RUNNER_IMAGE:-chaser-test/runner:latest}
 DOCKERD_LOG=${CHASER_DOCKERD_LOG:-/tmp/chaser-dockerd.log}
 DOCKERD_WAIT=${CHASER_DOCKERD_WAIT:-30}
 DOCKER_SOCK=/var/run/docker.sock
@@ -223,12 +229,101 @@ step_test_image() {
     fi
 }
 
+# ------------------------------------------------------- step: runner image --
+
+find_static_bash() {
+    local candidate
+    for candidate in /bin/bash-static /usr/bin/bash-static; do
+        [[ -x $candidate ]] && ! ldd "$candidate" >/dev/null 2>&1 && {
+            printf '%s\n' "$candidate"
+            return 0
+        }
+    done
+    return 1
+}
+
+# python3 (the host's, from Debian's python3 package) with the libraries it links and its
+# standard library, without tests, idle, tkinter and caches: about 40 MB.
+add_python() {
+    local rootfs=$1 python lib version
+    python=$(readlink -f /usr/bin/python3 2>/dev/null) || return 0
+    [[ -x $python ]] && ldd "$python" >/dev/null 2>&1 || return 0
+    version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])') || return 0
+    mkdir -p "$rootfs/usr/local/bin" "$rootfs/usr/lib" || return 1
+    cp "$python" "$rootfs/usr/local/bin/python3" || return 1
+    ln -sf python3 "$rootfs/usr/local/bin/python"
+    tar -C /usr/lib -c --exclude=test --exclude=tests --exclude=idlelib --exclude=tkinter \
+        --exclude=__pycache__ --exclude=turtledemo --exclude=site-packages \
+        --exclude=dist-packages --exclude='config-*' "python$version" |
+        tar -C "$rootfs/usr/lib" -x || return 1
+    # The libraries python3 and its extension modules (ssl, ctypes, sqlite3, ...) link.
+    for lib in $(ldd "$python" "$rootfs/usr/lib/python$version"/lib-dynload/*.so 2>/dev/null |
+        grep -o '/[^ ]*\.so[^ ]*' | sort -u); do
+        [[ -e $lib && ! -e $rootfs$lib ]] || continue
+        mkdir -p "$rootfs$(dirname "$lib")" && cp -L "$lib" "$rootfs$lib" || return 1
+    done
+}
+
+# Runs in a subshell so that its EXIT trap removes the scratch directory.
+build_runner_image() (
+    local busybox=$1 bash=$2 work rootfs applet
+    work=$(mktemp -d /tmp/chaser-runner.XXXXXX) || exit 1
+    trap 'rm -rf "$work"' EXIT
+    rootfs=$work/rootfs
+    mkdir -p "$rootfs"/{bin,dev,etc,home,proc,root,sys,tmp,usr/local/bin,var/tmp,opt} || exit 1
+    chmod 1777 "$rootfs/tmp" "$rootfs/var/tmp" || exit 1
+    cp "$busybox" "$rootfs/bin/busybox" || exit 1
+    "$busybox" --list >"$work/applets" || exit 1
+    while read -r applet; do
+        [[ -z $applet || $applet == busybox ]] && continue
+        ln -sf busybox "$rootfs/bin/$applet" || exit 1
+    done <"$work/applets"
+    rm -f "$rootfs/bin/bash" && cp "$bash" "$rootfs/bin/bash" || exit 1
+    ln -s bin "$rootfs/sbin" && ln -s ../bin "$rootfs/usr/bin" && ln -s ../bin "$rootfs/usr/sbin" ||
+        exit 1
+    printf '%s\n' 'root:x:0:0:root:/root:/bin/bash' \
+        'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >"$rootfs/etc/passwd" || exit 1
+    printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$rootfs/etc/group" || exit 1
+    printf '%s\n' '/bin/sh' '/bin/bash' >"$rootfs/etc/shells" || exit 1
+    if [[ ${CHASER_RUNNER_PYTHON:-1} != 0 ]]; then
+        add_python "$rootfs" || warn "python3 left out of $RUNNER_IMAGE"
+    fi
+
+    tar -C "$rootfs" -c . | docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["/bin/sh"]' \
+        --change 'LABEL org.chaser.test-image=runner' \
+        --message 'chaser runner image from Debian busybox-static, bash-static and python3' \
+        - "$RUNNER_IMAGE" >/dev/null
+)
+
+step_runner_image() {
+    [[ -n ${CHASER_SKIP_DOCKER:-} ]] && return 0
+    docker_answers || return 0 # step_docker already warned
+    docker image inspect "$RUNNER_IMAGE" >/dev/null 2>&1 && return 0
+
+    local busybox bash
+    if ! busybox=$(find_static_busybox); then
+        warn "no static busybox (Debian package busybox-static); cannot build $RUNNER_IMAGE"
+        return 0
+    fi
+    if ! bash=$(find_static_bash); then
+        warn "no static bash (Debian package bash-static); cannot build $RUNNER_IMAGE"
+        return 0
+    fi
+    note "building $RUNNER_IMAGE from $busybox and $bash"
+    if ! build_runner_image "$busybox" "$bash"; then
+        warn "could not build $RUNNER_IMAGE; github.runner tests will fail"
+    fi
+}
+
 # -------------------------------------------------------------------- main --
 
 main() {
     step_packages
     step_docker
     step_test_image
+    step_runner_image
 }
 
 main "$@"

@@ -31,7 +31,10 @@ PRODUCT_KINDS = {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaserServer]:
     """One server for the module; tests keep apart by account."""
-    srv = ChaserServer(tmp_path_factory.mktemp("cli") / "data")
+    # Only the system executors: the sandbox jobs these tests create must stay queued.
+    srv = ChaserServer(
+        tmp_path_factory.mktemp("cli") / "data", env={"CHASER_EXECUTOR_FAMILIES": "system"}
+    )
     try:
         yield srv.start()
     finally:

@@ -238,7 +238,9 @@ class JobLifecycle(RuleBasedStateMachine):
         lost = state.error is not None and state.error.code in LEASE_LOSS_CODES
         if lost and state.lost_leases <= MAX_LEASE_LOSSES:
             assert event is not None and event.run_at is None
-        elif state.attempt < state.max_attempts:
+        elif lost:
+            assert event is None
+        elif state.attempt - state.lost_leases < state.max_attempts:
             assert event is not None and event.run_at is not None
             nominal = timedelta(milliseconds=state.backoff_ms * 2 ** (state.attempt - 1))
             delay = event.run_at - stamp.at
