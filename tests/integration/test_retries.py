@@ -118,7 +118,8 @@ def test_cancel_during_the_backoff_stops_the_retries(tenant, stays):
     job = tenant.create(
         input={"message": "flaky", "fail": True, "retriable": True},
         max_attempts=3,
-        backoff_ms=1500,
+        # Long enough (2-6 s) that the cancel surely lands inside it on a loaded machine.
+        backoff_ms=4000,
     )
     waiting = tenant.wait(
         job["id"],
@@ -131,10 +132,10 @@ def test_cancel_during_the_backoff_stops_the_retries(tenant, stays):
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "cancelled"
 
-    # The backoff (at most 1.5 * 1500 ms) passes; the retry timer must not revive the job.
+    # The backoff (at most 1.5 * 4000 ms) passes; the retry timer must not revive the job.
     stays(
         lambda: tenant.get(job["id"])["status"] == "cancelled",
-        seconds=2.5,
+        seconds=6.5,
         what="status cancelled",
     )
     assert [(e["type"], e["attempt"]) for e in tenant.events(job["id"])] == [
