@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import structlog
@@ -13,8 +13,9 @@ from msgspec.structs import replace
 from nats.js import JetStreamContext
 
 from engine import sessions as rules
+from engine.appending import append_decided
 from engine.decide import Stamp, job_id_for
-from engine.errors import ConcurrencyConflict, NotFound
+from engine.errors import NotFound
 from engine.projection import ReadModel
 from engine.service import JobService
 from engine.store import Recorded
@@ -120,18 +121,19 @@ class SessionService:
     ) -> tuple[SessionState, Recorded | None]:
         """Append what `decision` says about a session, re-deciding after a lost race."""
         state = await self.session(account, session_id)
-        for _ in range(CONFLICT_TRIES):
-            event = decision(state)
-            if event is None:
-                return state, None
-            try:
-                rec = await self.store.append(event, expected_seq=state.seq)
-            except ConcurrencyConflict:
-                state = await self.load_session(account, session_id)
-                continue
-            folded = rules.evolve_session(state, event)
-            return replace(folded, seq=rec.seq, last_hash=rec.digest), rec
-        raise ConcurrencyConflict(session_id, state.seq)
+        decided = await append_decided(
+            self.store,
+            state,
+            decision,
+            reload=lambda: self.load_session(account, session_id),
+            seq_of=lambda s: s.seq,
+            tries=CONFLICT_TRIES,
+        )
+        if decided is None:
+            return state, None
+        state, event, rec = decided
+        folded = rules.evolve_session(state, cast(AnySessionEvent, event))
+        return replace(folded, seq=rec.seq, last_hash=rec.digest), rec
 
     async def load_workspace(self, account: str, name: str) -> WorkspaceState | None:
         """A workspace folded from its stored history, or None if it never existed."""
@@ -151,18 +153,19 @@ class SessionService:
     ) -> WorkspaceState | None:
         """Append what `decision` says about a workspace, re-deciding after a lost race."""
         state = self.read_model.workspace(account, name) or await self.load_workspace(account, name)
-        for _ in range(CONFLICT_TRIES):
-            event = decision(state)
-            if event is None:
-                return state
-            try:
-                rec = await self.store.append(event, expected_seq=state.seq if state else 0)
-            except ConcurrencyConflict:
-                state = await self.load_workspace(account, name)
-                continue
-            folded = rules.evolve_workspace(state, event)
-            return replace(folded, seq=rec.seq, last_hash=rec.digest)
-        raise ConcurrencyConflict(name, state.seq if state else 0)
+        decided = await append_decided(
+            self.store,
+            state,
+            decision,
+            reload=lambda: self.load_workspace(account, name),
+            seq_of=lambda s: s.seq if s is not None else 0,
+            tries=CONFLICT_TRIES,
+        )
+        if decided is None:
+            return state
+        state, event, rec = decided
+        folded = rules.evolve_workspace(state, cast(AnyWorkspaceEvent, event))
+        return replace(folded, seq=rec.seq, last_hash=rec.digest)
 
     async def expire_due(self, now: datetime) -> int:
         """Expire every live session past its TTL or idle timeout at `now`; how many."""

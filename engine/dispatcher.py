@@ -19,6 +19,7 @@ from typing import Protocol
 import structlog
 
 from engine import decide
+from engine.appending import append_decided
 from engine.errors import ConcurrencyConflict, InvalidTransition, StoreUnavailable
 from engine.projection import ReadModel
 from engine.sandbox import serial_key
@@ -200,26 +201,34 @@ class Dispatcher:
     async def _append_for(
         self, job: JobState, decision: Callable[[JobState], AnyJobEvent | None]
     ) -> None:
-        """Append what `decision` says; on a lost race re-read and decide again."""
-        for _ in range(3):
+        """Append what `decision` says; on a lost race re-read and decide again (three times,
+        then leave it: whoever won moved the job on)."""
+
+        def still_wanted(current: JobState) -> AnyJobEvent | None:
             try:
-                event = decision(job)
+                return decision(current)
             except InvalidTransition:
-                return
-            if event is None:
-                return
-            try:
-                rec = await self._service.store.append(event, expected_seq=job.seq)
-            except ConcurrencyConflict:
-                job = await self._service.load(job.account, job.id)
-                continue
+                return None
+
+        try:
+            decided = await append_decided(
+                self._service.store,
+                job,
+                still_wanted,
+                reload=lambda: self._service.load(job.account, job.id),
+                seq_of=lambda state: state.seq,
+                tries=3,
+            )
+        except ConcurrencyConflict:
+            return
+        if decided is not None:
+            _, event, rec = decided
             log.info(
                 "job_" + type(event).__name__.removeprefix("Job").lower(),
                 account=job.account,
                 job_id=job.id,
                 seq=rec.seq,
             )
-            return
 
     async def _release(self) -> None:
         """Release backlog jobs, round-robin over accounts, while each is under its limit."""

@@ -13,6 +13,7 @@ import msgspec
 import structlog
 
 from engine import decide
+from engine.appending import append_decided
 from engine.errors import ConcurrencyConflict, IdempotencyConflict, InvalidInput, NotFound
 from engine.fold import evolve, record
 from engine.projection import ReadModel
@@ -26,6 +27,10 @@ log = structlog.get_logger("chaser.service")
 
 CONFLICT_TRIES = 8
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _seq(state: JobState) -> int:
+    return state.seq
 
 
 def utcnow() -> datetime:
@@ -169,21 +174,23 @@ class JobService:
         self, account: str, job_id: str, decision: Callable[[JobState], AnyJobEvent]
     ) -> JobState:
         state = self.read_model.get(account, job_id) or await self.load(account, job_id)
-        for _ in range(CONFLICT_TRIES):
-            event = decision(state)
-            try:
-                rec = await self.store.append(event, expected_seq=state.seq)
-            except ConcurrencyConflict:
-                state = await self.load(account, job_id)
-                continue
-            log.info(
-                "job_" + type(event).__name__.removeprefix("Job").lower(),
-                account=account,
-                job_id=job_id,
-                seq=rec.seq,
-            )
-            return await self._read_back(state, rec)
-        raise ConcurrencyConflict(job_id, state.seq)
+        decided = await append_decided(
+            self.store,
+            state,
+            decision,
+            reload=lambda: self.load(account, job_id),
+            seq_of=_seq,
+            tries=CONFLICT_TRIES,
+        )
+        assert decided is not None
+        state, event, rec = decided
+        log.info(
+            "job_" + type(event).__name__.removeprefix("Job").lower(),
+            account=account,
+            job_id=job_id,
+            seq=rec.seq,
+        )
+        return await self._read_back(state, rec)
 
     async def _read_back(self, before: JobState | None, rec: Recorded) -> JobState:
         """Read-your-writes: wait for the projection to apply `rec`, else fold it locally."""

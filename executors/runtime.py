@@ -11,7 +11,9 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import cast
 
 import msgspec
 import nats.errors
@@ -25,6 +27,7 @@ from nats.js.kv import KeyValue
 
 from engine import decide
 from engine.aggregates import SessionService
+from engine.appending import append_decided
 from engine.errors import ConcurrencyConflict, EngineError, InvalidTransition
 from engine.fold import evolve, record
 from engine.registry import Presence, beat, leave
@@ -353,24 +356,33 @@ class ExecutorPool:
             ),
         )
 
-    async def _append(self, attempt: _Attempt, decision: object) -> None:
+    async def _append(self, attempt: _Attempt, decision: Callable[[JobState], AnyJobEvent]) -> None:
         """Append on the attempt's state; on a lost race re-read (a cancel wins, we stop)."""
-        assert callable(decision)
-        state = attempt.state
-        for _ in range(5):
-            if state.status in TERMINAL or state.attempt != attempt.state.attempt:
-                return
+        wanted = attempt.state.attempt
+
+        def still_ours(state: JobState) -> AnyJobEvent | None:
+            if state.status in TERMINAL or state.attempt != wanted:
+                return None
             try:
-                event = decision(state)
+                return decision(state)
             except InvalidTransition:
-                return
-            try:
-                rec = await self._service.store.append(event, expected_seq=state.seq)
-            except ConcurrencyConflict:
-                state = await self._service.load(state.account, state.id)
-                continue
-            attempt.state = record(evolve(state, event), seq=rec.seq, digest=rec.digest)
+                return None
+
+        try:
+            decided = await append_decided(
+                self._service.store,
+                attempt.state,
+                still_ours,
+                reload=lambda: self._service.load(attempt.state.account, attempt.state.id),
+                seq_of=lambda state: state.seq,
+                tries=5,
+            )
+        except ConcurrencyConflict:
             return
+        if decided is not None:
+            state, event, rec = decided
+            job_event = cast(AnyJobEvent, event)  # still_ours only ever returns job events
+            attempt.state = record(evolve(state, job_event), seq=rec.seq, digest=rec.digest)
 
     async def stop(self, grace: float) -> None:
         """Take no new work; let running attempts finish within `grace`, else hand them back."""
