@@ -27,16 +27,6 @@ pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    """The local website."""
-    site = Site().start()
-    try:
-        yield site
-    finally:
-        site.stop()
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaserServer]:
     """A server with one browser, allowed to reach 127.0.0.1."""
     server = start_server(tmp_path_factory.mktemp("browser-crash") / "data", browser_env())

@@ -21,16 +21,6 @@ pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    """The local website."""
-    site = Site().start()
-    try:
-        yield site
-    finally:
-        site.stop()
-
-
-@pytest.fixture(scope="module")
 def allowed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Account]:
     """An account on a server allowed to reach 127.0.0.1 (and nothing else non-public)."""
     server = start_server(tmp_path_factory.mktemp("browser-allowed") / "data", browser_env())

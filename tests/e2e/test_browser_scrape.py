@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.support.browser import (
     Account,
@@ -21,36 +18,6 @@ from tests.support.server import CHASER, ChaserServer
 from tests.support.site import Site
 
 pytestmark = needs_chromium
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    """The local website."""
-    site = Site().start()
-    try:
-        yield site
-    finally:
-        site.stop()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaserServer]:
-    """A server with the browser family, allowed to reach 127.0.0.1."""
-    server = start_server(tmp_path_factory.mktemp("browser-scrape") / "data", browser_env())
-    try:
-        yield server
-    finally:
-        stop_server(server)
-
-
-@pytest.fixture(scope="module")
-def acme(server: ChaserServer) -> Iterator[Account]:
-    """One account on the server."""
-    account = Account(server, unique("scrape"))
-    try:
-        yield account
-    finally:
-        account.close()
 
 
 def test_text_of_every_match(acme: Account, site: Site) -> None:

@@ -9,36 +9,13 @@ import pytest
 
 from tests.support.browser import (
     Account,
-    browser_env,
     needs_chromium,
-    start_server,
-    stop_server,
     unique,
 )
 from tests.support.server import ChaserServer
 from tests.support.site import Site
 
 pytestmark = needs_chromium
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    """The local website."""
-    site = Site().start()
-    try:
-        yield site
-    finally:
-        site.stop()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaserServer]:
-    """A server with the browser family, allowed to reach 127.0.0.1."""
-    server = start_server(tmp_path_factory.mktemp("browser-sessions") / "data", browser_env())
-    try:
-        yield server
-    finally:
-        stop_server(server)
 
 
 @pytest.fixture

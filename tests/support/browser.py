@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from executors.browser.chromium import find_chromium
 from tests.support.server import ChaserServer, kill_embedded_nats
+from tests.support.site import Site
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -136,3 +138,44 @@ class Account:
 def unique(prefix: str) -> str:
     """A fresh account name."""
     return f"{prefix}-{os.urandom(4).hex()}"
+
+
+def _module_name(request: pytest.FixtureRequest) -> str:
+    """`test_browser_scrape` → `browser-scrape`: names a module's server and accounts."""
+    return request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+
+
+# Module fixtures shared by the browser end-to-end modules: import them into a test module
+# (`from tests.support.browser import acme, server, site`) to use them there.
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    """The local website."""
+    web = Site().start()
+    try:
+        yield web
+    finally:
+        web.stop()
+
+
+@pytest.fixture(scope="module")
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ChaserServer]:
+    """A server with the browser family, allowed to reach 127.0.0.1."""
+    running = start_server(tmp_path_factory.mktemp(_module_name(request)) / "data", browser_env())
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def acme(request: pytest.FixtureRequest, server: ChaserServer) -> Iterator[Account]:
+    """One account on the module's server."""
+    account = Account(server, unique(_module_name(request)))
+    try:
+        yield account
+    finally:
+        account.close()
